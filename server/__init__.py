@@ -1,0 +1,86 @@
+"""firsttag: a self-hosted, first-party conversion-tracking tag server.
+
+:func:`create_app` builds the Flask application. The data path reads top to bottom in the
+modules: :mod:`tags` (the script a page loads) → :mod:`api` (what the tag and back ends
+send) → :mod:`ingest` (Redis buffer) → :mod:`pipeline` (RQ worker) → :mod:`store` (SQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app
+from redis import Redis
+from sqlalchemy import Engine, text
+
+from . import errors, store
+from .config import Config
+from .identity import SessionKeys
+from .ingest import EventBuffer
+from .sites import SiteDirectory
+
+
+@dataclass
+class Services:
+    """The connection pools and helpers one app instance shares across requests."""
+
+    config: Config
+    engine: Engine
+    redis: Redis
+    buffer: EventBuffer
+    sites: SiteDirectory
+    session_keys: SessionKeys
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Create the web application for ``config`` (default: from the environment)."""
+    config = config or Config.from_env()
+    if not config.redis_url:
+        raise SystemExit(
+            "FIRSTTAG_REDIS_URL is not set. `firsttag serve` starts a Redis server and sets it."
+        )
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    engine = store.connect(config.database_url)
+    redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    app.extensions["firsttag"] = Services(
+        config=config,
+        engine=engine,
+        redis=redis,
+        buffer=EventBuffer(redis, config.queue_name),
+        sites=SiteDirectory(engine),
+        session_keys=SessionKeys(config.secret_key),
+    )
+
+    from . import api, tags
+
+    errors.register(app)
+    app.register_blueprint(tags.bp)
+    app.register_blueprint(api.bp)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    return app
+
+
+def services() -> Services:
+    """The :class:`Services` of the current app."""
+    return current_app.extensions["firsttag"]
+
+
+def _healthz() -> Any:
+    s = services()
+    checks: dict[str, str] = {}
+    try:
+        s.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # any failure means "not healthy", whatever its type
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        with s.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"error: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503

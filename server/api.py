@@ -1,0 +1,209 @@
+"""The HTTP API: browser endpoints (publishable key) and read endpoints (secret key).
+
+Handlers validate, authenticate and hand events to the Redis buffer; they never write to
+the database. Browser endpoints answer CORS only for the origins of the site the key
+belongs to; a request whose ``Origin`` a site does not allow is refused with 403.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+
+from . import schemas, services, store
+from .errors import APIError, field_error
+from .sites import Site
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Endpoints a page may call cross-origin. Everything else is for servers and answers no
+# CORS headers at all, so a browser can never read it.
+_BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon"}
+_PREFLIGHT_MAX_AGE = "600"
+
+
+# -- request helpers ---------------------------------------------------------------------
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise APIError(400, "malformed_json", "request body is not valid JSON") from None
+
+
+def _bearer() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _check_origin(site: Site) -> None:
+    origin = request.headers.get("Origin")
+    g.site = site
+    if origin is not None and not site.allows_origin(origin):
+        raise APIError(403, "origin_not_allowed", "this origin is not allowed for the site")
+
+
+def _publishable_site(site_key: str, field: str) -> Site:
+    site = services().sites.by_site_key(site_key)
+    if site is None:
+        raise APIError(401, "invalid_site_key", f"{field} is not a valid site key")
+    _check_origin(site)
+    return site
+
+
+def _secret_site() -> Site:
+    """The site of the secret key in ``Authorization``; refuses browser requests."""
+    if request.headers.get("Origin") is not None:
+        raise APIError(403, "browser_not_allowed", "secret-key endpoints refuse browser requests")
+    token = _bearer()
+    if token is None:
+        raise APIError(401, "missing_secret_key", "Authorization: Bearer sk_… is required")
+    if token.startswith("pk_"):
+        raise APIError(403, "secret_key_required", "this endpoint needs the secret key, not pk_…")
+    site = services().sites.by_secret_key(token)
+    if site is None:
+        raise APIError(401, "invalid_secret_key", "the secret key is not valid")
+    return site
+
+
+def _preflight() -> Response:
+    origin = request.headers.get("Origin")
+    if not origin or not services().sites.knows_origin(origin):
+        raise APIError(403, "origin_not_allowed", "this origin is not allowed")
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "POST"
+    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+    response.headers["Access-Control-Max-Age"] = _PREFLIGHT_MAX_AGE
+    return response
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    if origin and request.endpoint in _BROWSER_ENDPOINTS:
+        site: Site | None = g.get("site")
+        allowed = site.allows_origin(origin) if site else services().sites.knows_origin(origin)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        response.vary.add("Origin")
+    return response
+
+
+# -- browser endpoints -------------------------------------------------------------------
+
+
+@bp.route("/sessions", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+def register_session() -> Any:
+    """Register a tab session and return its signed session key (``cl_sk``)."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    body = schemas.parse(schemas.SessionRegistration, _json_body())
+    site = _publishable_site(body.siteKey, "siteKey")
+    s = services()
+    session_key = s.session_keys.issue(site.id, body.sessionId)
+    s.buffer.push(
+        "session",
+        site.id,
+        store.utcnow(),
+        {
+            "sessionId": body.sessionId,
+            "visitorId": body.visitorId,
+            "clickId": body.clickId,
+            "url": body.url,
+            "referrer": body.referrer,
+            "userAgent": request.headers.get("User-Agent", "")[:512] or None,
+        },
+    )
+    return {"sessionKey": session_key, "sessionId": body.sessionId, "visitorId": body.visitorId}
+
+
+@bp.route("/sessions/convert", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+def convert_session() -> Any:
+    """Mark a session verified (ClickLens). Idempotent: the first verification time is kept."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    token = _bearer()
+    if token is None:
+        raise APIError(401, "missing_site_key", "Authorization: Bearer <site key> is required")
+    s = services()
+    site = s.sites.by_site_key(token)
+    if site is None and request.headers.get("Origin") is None:
+        site = s.sites.by_secret_key(token)  # back ends may use either key
+    if site is None:
+        raise APIError(401, "invalid_site_key", "the site key is not valid")
+    _check_origin(site)
+    body = schemas.parse(schemas.SessionConvert, _json_body())
+    opened = s.session_keys.open(body.sessionKey)
+    if opened is None or opened[0] != site.id:
+        raise APIError(404, "session_not_found", "no session found for this sessionKey")
+    s.buffer.push("verification", site.id, store.utcnow(), {"sessionId": opened[1]})
+    return {"success": True}
+
+
+@bp.route("/beacon", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+def beacon() -> Any:
+    """Accept a browser conversion from ``firsttag.convert()`` (text/plain JSON, no preflight)."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    body = schemas.parse(schemas.BrowserConversion, _json_body())
+    site = _publishable_site(body.siteKey, "siteKey")
+    s = services()
+    session_id = body.sessionId
+    if body.sessionKey:
+        opened = s.session_keys.open(body.sessionKey)
+        if opened is None or opened[0] != site.id:
+            raise field_error("sessionKey", "not a session key of this site")
+        session_id = opened[1]
+    data = body.model_dump(exclude={"siteKey", "id", "sessionKey"})
+    data.update(source="browser", eventId=body.id, sessionId=session_id)
+    s.buffer.push("conversion", site.id, store.utcnow(), data)
+    return {"accepted": True, "id": body.id}, 202
+
+
+# -- secret-key endpoints ----------------------------------------------------------------
+
+
+@bp.get("/sessions/<session_key>")
+def get_session(session_key: str) -> Any:
+    """A stored session with its verification time (null until verified)."""
+    site = _secret_site()
+    s = services()
+    opened = s.session_keys.open(session_key)
+    found = (
+        store.get_session(s.engine, site.id, opened[1]) if opened and opened[0] == site.id else None
+    )
+    if found is None:
+        raise APIError(404, "session_not_found", "no stored session for this key")
+    return found
+
+
+@bp.get("/conversions")
+def list_conversions() -> Any:
+    """Stored conversions, newest first; pass ``cursor`` from one page to get the next."""
+    site = _secret_site()
+    limit = _int_arg("limit", default=50, low=1, high=500)
+    cursor = _int_arg("cursor", default=None, low=1, high=2**62)
+    items, next_cursor = store.list_conversions(services().engine, site.id, limit, cursor)
+    return {"data": items, "nextCursor": next_cursor}
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise field_error(name, f"must be an integer from {low} to {high}")
+    return int(raw)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    """The OpenAPI document, generated from :mod:`server.schemas`."""
+    from .openapi import document
+
+    return document()

@@ -1,0 +1,119 @@
+"""The ``firsttag`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from . import store
+from .config import Config
+
+
+def _config(data_dir: str | None) -> Config:
+    if data_dir:
+        os.environ["FIRSTTAG_DATA_DIR"] = data_dir
+    return Config.from_env(data_dir)
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data directory (default: $FIRSTTAG_DATA_DIR or ./firsttag-data).",
+)
+
+
+@click.group()
+def main() -> None:
+    """firsttag: a self-hosted, first-party conversion-tracking tag server."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="RQ worker processes.")
+@click.option("--web-processes", default=1, show_default=True, type=int)
+@data_dir_option
+def serve(host: str, port: int, workers: int, web_processes: int, data_dir: str | None) -> None:
+    """Run Redis (unless FIRSTTAG_REDIS_URL is set), RQ workers and the web server."""
+    from .supervisor import serve as run
+
+    sys.exit(run(_config(data_dir), host, port, workers, web_processes, echo=click.echo))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@data_dir_option
+def worker(burst: bool, data_dir: str | None) -> None:
+    """Run one RQ worker that drains events into the store (needs FIRSTTAG_REDIS_URL)."""
+    from redis import Redis
+
+    from .pipeline import DrainingWorker
+
+    config = _config(data_dir)
+    if not config.redis_url:
+        raise click.UsageError("FIRSTTAG_REDIS_URL is not set")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    store.connect(config.database_url).dispose()
+    connection = Redis.from_url(config.redis_url)
+    DrainingWorker([config.queue_name], connection=connection).work(burst=burst)
+
+
+@main.group()
+def sites() -> None:
+    """Create and list sites."""
+
+
+@sites.command("create")
+@click.option("--name", required=True, help="A name for the site.")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    required=True,
+    help="An origin allowed to send browser events, e.g. https://shop.example (repeatable).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="Public URL of this server, for the printed tag (default: $FIRSTTAG_PUBLIC_URL "
+    "or http://127.0.0.1:8000).",
+)
+@data_dir_option
+def sites_create(
+    name: str, origins: tuple[str, ...], base_url: str | None, data_dir: str | None
+) -> None:
+    """Create a site and print its keys once, as JSON. The secret key is not shown again."""
+    from .sites import create_site
+    from .tags import snippet
+
+    config = _config(data_dir)
+    try:
+        site, secret_key = create_site(store.connect(config.database_url), name, list(origins))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    base = base_url or config.public_url or "http://127.0.0.1:8000"
+    out = {**site.public_dict(), "secretKey": secret_key, "tag": snippet(site, base)}
+    click.echo(json.dumps(out, indent=2))
+
+
+@sites.command("list")
+@data_dir_option
+def sites_list(data_dir: str | None) -> None:
+    """List sites as JSON (no secrets)."""
+    from .sites import list_sites
+
+    config = _config(data_dir)
+    click.echo(
+        json.dumps(
+            [s.public_dict() for s in list_sites(store.connect(config.database_url))], indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Configuration read from environment variables, with documented defaults.
+
+Every setting has one environment variable. ``firsttag serve`` passes the values it
+resolves (for example the URL of the Redis server it started) to its children through
+the same variables, so the web and worker processes configure themselves identically.
+
+=============================  ==========================================================
+variable                       default
+=============================  ==========================================================
+``FIRSTTAG_DATA_DIR``          ``./firsttag-data``: SQLite file, Redis data, secret key
+``FIRSTTAG_DATABASE_URL``      ``sqlite:///<data dir>/firsttag.db``
+``FIRSTTAG_REDIS_URL``         unset: ``firsttag serve`` starts a Redis server of its own
+``FIRSTTAG_SECRET_KEY``        generated once into ``<data dir>/secret_key``
+``FIRSTTAG_PUBLIC_URL``        unset: taken from each request's host
+``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
+``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "firsttag-data"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings for one process."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    public_url: str | None = None
+    max_body_bytes: int = 64 * 1024
+    batch_size: int = 1000
+    queue_name: str = "firsttag"
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Config:
+        """Build a config from ``FIRSTTAG_*`` variables; ``data_dir`` overrides the variable."""
+        env = os.environ
+        root = Path(data_dir or env.get("FIRSTTAG_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(
+            data_dir=root,
+            database_url=env.get("FIRSTTAG_DATABASE_URL") or f"sqlite:///{root / 'firsttag.db'}",
+            redis_url=env.get("FIRSTTAG_REDIS_URL") or None,
+            secret_key=env.get("FIRSTTAG_SECRET_KEY") or _stored_secret(root),
+            public_url=(env.get("FIRSTTAG_PUBLIC_URL") or "").rstrip("/") or None,
+            max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
+            batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
+        )
+
+
+def _int(env: os._Environ[str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive, got {value}")
+    return value
+
+
+def _stored_secret(root: Path) -> str:
+    """Return the server secret kept in the data dir, creating it on first use.
+
+    The file is created exclusively so that two processes starting at once agree on one
+    secret: the loser of the race reads the winner's file.
+    """
+    path = root / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

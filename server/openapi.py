@@ -1,0 +1,105 @@
+"""The OpenAPI 3.1 document, built from the payload models in :mod:`server.schemas`."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from . import schemas
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(c): {"description": "error", "content": {"application/json": {"schema": _ref("Error")}}}
+        for c in codes
+    }
+
+
+def _post(model: type, summary: str, security: str | None, ok: int, *codes: int) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _ref(model.__name__)},
+                "text/plain": {"schema": _ref(model.__name__)},
+            },
+        },
+        "responses": {str(ok): {"description": "accepted"}, **_errors(*codes)},
+    }
+    if security:
+        op["security"] = [{security: []}]
+    return {"post": op}
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    components: dict[str, Any] = {"Error": _ERROR}
+    for model in schemas.ALL_PAYLOADS:
+        components[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    secret_get = {"security": [{"secretKey": []}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "firsttag", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "siteKey": {"type": "http", "scheme": "bearer", "description": "pk_… key"},
+                "secretKey": {"type": "http", "scheme": "bearer", "description": "sk_… key"},
+            },
+        },
+        "paths": {
+            "/api/v1/sessions": _post(
+                schemas.SessionRegistration, "Register a tab session", None, 200, 400, 401, 403, 413
+            ),
+            "/api/v1/sessions/convert": _post(
+                schemas.SessionConvert, "Mark a session verified", "siteKey", 200, 400, 401, 404
+            ),
+            "/api/v1/beacon": _post(
+                schemas.BrowserConversion, "Browser conversion", None, 202, 400, 401, 403, 413
+            ),
+            "/api/v1/sessions/{sessionKey}": {
+                "get": {
+                    "summary": "A stored session",
+                    **secret_get,
+                    "responses": {"200": {"description": "the session"}, **_errors(401, 403, 404)},
+                }
+            },
+            "/api/v1/conversions": {
+                "get": {
+                    "summary": "Stored conversions, newest first",
+                    **secret_get,
+                    "responses": {"200": {"description": "a page"}, **_errors(400, 401, 403)},
+                }
+            },
+        },
+    }

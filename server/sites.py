@@ -1,0 +1,175 @@
+"""Sites and their keys.
+
+A site has two keys. The publishable key (``pk_…``) may appear in pages and can only add
+browser signals. The secret key (``sk_…``) is for servers: it is returned once by
+:func:`create_site` and only its SHA-256 digest is stored. A digest of a random 192-bit
+key needs no slow password hash: there is nothing to guess from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, insert, select
+
+from . import store
+
+
+@dataclass(frozen=True)
+class Site:
+    """One customer website as the request path sees it (no secret material)."""
+
+    id: str
+    name: str
+    site_key: str
+    origins: tuple[str, ...]
+    created_at: str
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """True when a browser request from ``origin`` may act for this site."""
+        return origin is not None and origin.lower() in self.origins
+
+    def public_dict(self) -> dict[str, Any]:
+        """The site as ``firsttag sites list`` prints it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "siteKey": self.site_key,
+            "origins": list(self.origins),
+            "createdAt": self.created_at,
+        }
+
+
+def normalise_origin(raw: str) -> str:
+    """Return ``raw`` as a browser ``Origin`` (``scheme://host[:port]``); raise ValueError."""
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"origin must look like https://shop.example, got {raw!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"origin must not have a path, query or credentials: {raw!r}")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+def hash_secret(secret_key: str) -> str:
+    """The stored form of a secret key."""
+    return hashlib.sha256(secret_key.encode()).hexdigest()
+
+
+def create_site(engine: Engine, name: str, origins: list[str]) -> tuple[Site, str]:
+    """Create a site; return it with its secret key, which is never retrievable again."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValueError("name must be 1 to 200 characters")
+    if not origins:
+        raise ValueError("at least one --origin is required")
+    clean = tuple(dict.fromkeys(normalise_origin(o) for o in origins))
+    site = Site(
+        id="st_" + secrets.token_hex(6),
+        name=name,
+        site_key="pk_" + secrets.token_hex(12),
+        origins=clean,
+        created_at=store.utcnow(),
+    )
+    secret_key = "sk_" + secrets.token_hex(24)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(store.sites).values(
+                id=site.id,
+                name=site.name,
+                site_key=site.site_key,
+                secret_hash=hash_secret(secret_key),
+                origins=json.dumps(list(site.origins)),
+                created_at=site.created_at,
+            )
+        )
+    return site, secret_key
+
+
+def list_sites(engine: Engine) -> list[Site]:
+    """All sites, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(store.sites).order_by(store.sites.c.created_at))
+        return [_site(r) for r in rows.mappings()]
+
+
+def _site(row: Any) -> Site:
+    return Site(
+        id=row["id"],
+        name=row["name"],
+        site_key=row["site_key"],
+        origins=tuple(json.loads(row["origins"])),
+        created_at=row["created_at"],
+    )
+
+
+class SiteDirectory:
+    """Looks sites up by id, publishable key or secret key, with a short-lived cache.
+
+    Every browser request needs its site, so found sites are cached for ``ttl`` seconds;
+    misses are not cached, so a site created a moment ago is found at once.
+    """
+
+    def __init__(self, engine: Engine, ttl: float = 10.0) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, Site, str]] = {}
+        self._lock = threading.Lock()
+
+    def by_id(self, site_id: str) -> Site | None:
+        """The site with this id."""
+        found = self._lookup("id", site_id)
+        return found[0] if found else None
+
+    def by_site_key(self, site_key: str) -> Site | None:
+        """The site whose publishable key this is."""
+        found = self._lookup("site_key", site_key)
+        return found[0] if found else None
+
+    def by_secret_key(self, secret_key: str) -> Site | None:
+        """The site whose secret key this is, compared in constant time."""
+        digest = hash_secret(secret_key)
+        found = self._lookup("secret_hash", digest)
+        if found and hmac.compare_digest(found[1], digest):
+            return found[0]
+        return None
+
+    def knows_origin(self, origin: str) -> bool:
+        """True when any site allows ``origin`` (CORS preflights carry no key to tell which)."""
+        found = self._lookup("*origins", "")
+        if found and origin.lower() in found[0].origins:
+            return True
+        found = self._lookup("*origins", "", fresh=True)
+        return bool(found) and origin.lower() in found[0].origins
+
+    def _lookup(self, column: str, value: str, fresh: bool = False) -> tuple[Site, str] | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get((column, value))
+        if hit and hit[0] > now and not fresh:
+            return hit[1], hit[2]
+        found = self._query(column, value)
+        if found is not None:
+            with self._lock:
+                self._cache[(column, value)] = (now + self._ttl, *found)
+        return found
+
+    def _query(self, column: str, value: str) -> tuple[Site, str] | None:
+        t = store.sites
+        with self._engine.connect() as conn:
+            if column == "*origins":
+                origins: set[str] = set()
+                for (raw,) in conn.execute(select(t.c.origins)):
+                    origins.update(json.loads(raw))
+                return Site("*", "*", "", tuple(sorted(origins)), ""), ""
+            row = conn.execute(select(t).where(t.c[column] == value)).mappings().first()
+        return (_site(row), row["secret_hash"]) if row else None
