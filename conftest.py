@@ -1,0 +1,77 @@
+"""Fixtures shared by tests/ and e2e/: real Redis, a real RQ worker, a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from server import create_app, store
+from server.config import Config
+from server.embedded_redis import EmbeddedRedis
+from server.sites import Site, create_site
+from tests.support import WorkerProcess
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis server for the whole run (flushed before each test that uses it)."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, redis_url: str) -> Config:
+    """A config with its own SQLite file and an empty Redis."""
+    Redis.from_url(redis_url).flushall()
+    return Config(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'firsttag.db'}",
+        redis_url=redis_url,
+        secret_key="test-secret-" + tmp_path.name,
+    )
+
+
+@pytest.fixture
+def app(config: Config) -> Any:
+    """The real Flask app against the real Redis and SQLite."""
+    return create_app(config)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """Flask test client of :func:`app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def engine(app: Any) -> Any:
+    """The app's SQLAlchemy engine."""
+    return app.extensions["firsttag"].engine
+
+
+@pytest.fixture
+def site_and_secret(engine: Any) -> tuple[Site, str]:
+    """A site allowing https://shop.example, with its secret key."""
+    return create_site(engine, "Shop", ["https://shop.example"])
+
+
+@pytest.fixture
+def site(site_and_secret: tuple[Site, str]) -> Site:
+    """The site of :func:`site_and_secret`."""
+    return site_and_secret[0]
+
+
+@pytest.fixture
+def worker(config: Config, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A running RQ worker draining into ``config``'s store."""
+    store.connect(config.database_url).dispose()
+    proc = WorkerProcess(config, tmp_path / "worker.log")
+    proc.start()
+    yield proc
+    proc.stop()

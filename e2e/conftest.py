@@ -1,0 +1,235 @@
+"""End-to-end fixtures: `firsttag serve` as a user runs it, a demo shop, real Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask, redirect, request
+from playwright.sync_api import Browser, sync_playwright
+from werkzeug.serving import make_server
+
+from tests.support import wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Firsttag:
+    """A running `firsttag serve` and the site created for the shop."""
+
+    url: str
+    data_dir: Path
+    site: dict[str, Any]
+
+    def api(self, path: str) -> requests.Response:
+        """GET an API path with the site's secret key, as a back end would."""
+        return requests.get(
+            self.url + path,
+            headers={"Authorization": f"Bearer {self.site['secretKey']}"},
+            timeout=10,
+        )
+
+
+@dataclass
+class Shop:
+    """The demo shop: its URL and what its back end received."""
+
+    url: str
+    orders: list[dict[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def shop_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def firsttag(tmp_path_factory: pytest.TempPathFactory, shop_port: int) -> Iterator[Firsttag]:
+    """`firsttag serve` on embedded defaults (its own Redis, SQLite), stopped with Ctrl-C."""
+    data_dir = tmp_path_factory.mktemp("firsttag-data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTTAG_")}
+    log = (data_dir / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def healthy() -> bool:
+        try:
+            return requests.get(url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            assert proc.poll() is None, (data_dir / "serve.log").read_text()
+            return False
+
+    wait_until(healthy, 60, "firsttag serve to answer /healthz")
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "sites",
+            "create",
+            "--name",
+            "Demo shop",
+            "--origin",
+            f"http://127.0.0.1:{shop_port}",
+            "--base-url",
+            url,
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    yield Firsttag(url, data_dir, json.loads(created.stdout))
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+    assert proc.wait(60) == 0
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def shop(firsttag: Firsttag, shop_port: int) -> Iterator[Shop]:
+    """A shop on its own origin whose pages carry the pasted tag."""
+    shop = Shop(f"http://127.0.0.1:{shop_port}")
+    app = build_shop(firsttag, shop)
+    server = make_server("127.0.0.1", shop_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield shop
+    server.shutdown()
+
+
+def build_shop(firsttag: Firsttag, shop: Shop) -> Flask:
+    site = firsttag.site
+    tag = site["tag"]  # pasted exactly as `firsttag sites create` printed it
+    sync_tag = tag.replace(" async", "")
+    # The ClickLens seed's frontend snippet, verbatim but for host and key.
+    clicklens = """
+const sessionKey = sessionStorage.getItem('cl_sk');
+if (sessionKey) {
+fetch('https://your-domain.clicklens.io/api/v1/sessions/convert', {
+method: 'POST',
+headers: {
+'Content-Type': 'application/json',
+'Authorization': 'Bearer YOUR_SITE_KEY'
+},
+body: JSON.stringify({ sessionKey })
+});
+}
+"""
+    clicklens = clicklens.replace("https://your-domain.clicklens.io", firsttag.url)
+    clicklens = clicklens.replace("YOUR_SITE_KEY", site["siteKey"])
+
+    app = Flask("demo_shop")
+
+    def page(title: str, body: str, head: str = tag) -> str:
+        return (
+            f"<!doctype html><html><head><title>{title}</title>{head}</head>"
+            f"<body>{body}</body></html>"
+        )
+
+    @app.get("/")
+    def product() -> str:
+        return page("Product", '<h1>Blue mug</h1><a id="buy" href="/checkout">Buy</a>')
+
+    @app.get("/checkout")
+    def checkout() -> str:
+        return page(
+            "Checkout",
+            """
+<form id="checkout" action="/checkout/complete" method="POST">
+  <input name="email" value="buyer@example.com">
+  <input type="hidden" name="visitorId"><input type="hidden" name="sessionId">
+  <input type="hidden" name="sessionKey"><input type="hidden" name="clickId">
+  <button id="pay" type="submit">Pay</button>
+</form>
+<button id="later" type="button" onclick="
+  var f = document.createElement('form');
+  f.id = 'late';
+  f.innerHTML = '<input type=hidden data-firsttag=visitorId name=vid>';
+  document.body.appendChild(f);">Add a form</button>""",
+        )
+
+    @app.post("/checkout/complete")
+    def complete() -> Any:
+        shop.orders.append(dict(request.form))
+        return redirect("/thank-you")
+
+    @app.get("/thank-you")
+    def thank_you() -> str:
+        purchase = "firsttag.convert('Purchase', "
+        purchase += "{orderId: 'ord_1', value: 4900, currency: 'EUR', coupon: 'WELCOME'});"
+        script = clicklens + purchase
+        return page("Thank you", f"<p>Thanks!</p><script>{script}</script>", head=sync_tag)
+
+    @app.get("/convert-and-leave")
+    def convert_and_leave() -> str:
+        # The worst case for delivery: the page is gone right after convert() returns.
+        script = """
+firsttag.convert('Signup', {orderId: new URLSearchParams(location.search).get('order')});
+location.href = '/done';"""
+        return page("Leaving", f"<script>{script}</script>", head=sync_tag)
+
+    @app.get("/done")
+    def done() -> str:
+        return page("Done", "<p>Done</p>", head="")
+
+    @app.get("/twice")
+    def twice() -> str:
+        return page("Twice", "<p>tag twice</p>", head=tag + tag)
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium when installed, else Playwright's own (`playwright install chromium`)."""
+    with sync_playwright() as p:
+        options: dict[str, Any] = {"args": CHROMIUM_ARGS}
+        if Path(CHROMIUM).exists():
+            options["executable_path"] = CHROMIUM
+        b = p.chromium.launch(**options)
+        yield b
+        b.close()

@@ -1,0 +1,62 @@
+"""The firsttag command line: sites create / list, secrets shown once and stored hashed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_sites_create_prints_keys_once_and_stores_only_a_hash(tmp_path):
+    created = run_cli(
+        "sites",
+        "create",
+        "--name",
+        "Shop",
+        "--origin",
+        "https://Shop.example/",
+        "--origin",
+        "http://localhost:3000",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert created.returncode == 0, created.stderr
+    site = json.loads(created.stdout)
+    assert site["id"].startswith("st_")
+    assert site["siteKey"].startswith("pk_")
+    assert site["secretKey"].startswith("sk_")
+    assert site["origins"] == ["https://shop.example", "http://localhost:3000"]
+    assert site["tag"] == f'<script src="http://127.0.0.1:8000/t/{site["id"]}.js" async></script>'
+
+    raw = (tmp_path / "firsttag.db").read_bytes()
+    assert site["secretKey"].encode() not in raw
+    with sqlite3.connect(tmp_path / "firsttag.db") as db:
+        (stored,) = db.execute("SELECT secret_hash FROM sites").fetchone()
+    assert len(stored) == 64 and stored != site["secretKey"]
+
+    listed = run_cli("sites", "list", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0
+    assert "sk_" not in listed.stdout
+    assert [s["id"] for s in json.loads(listed.stdout)] == [site["id"]]
+
+
+def test_sites_create_rejects_bad_origins_clearly(tmp_path):
+    bad = run_cli(
+        "sites",
+        "create",
+        "--name",
+        "X",
+        "--origin",
+        "shop.example/path",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert bad.returncode == 2
+    assert "origin must look like https://shop.example" in bad.stderr
