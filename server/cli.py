@@ -36,7 +36,9 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="RQ worker processes.")
-@click.option("--web-processes", default=1, show_default=True, type=int)
+@click.option(
+    "--web-processes", default=2, show_default=True, type=int, help="Web server processes."
+)
 @data_dir_option
 def serve(host: str, port: int, workers: int, web_processes: int, data_dir: str | None) -> None:
     """Run Redis (unless FIRSTTAG_REDIS_URL is set), RQ workers and the web server."""
