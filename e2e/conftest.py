@@ -127,6 +127,9 @@ def firsttag(tmp_path_factory: pytest.TempPathFactory, shop_port: int) -> Iterat
     proc.send_signal(signal.SIGINT)  # what Ctrl-C does
     assert proc.wait(60) == 0
     log.close()
+    with pytest.raises(requests.ConnectionError):  # the web server is gone
+        requests.get(url + "/healthz", timeout=2)
+    assert not (data_dir / "redis" / "redis.sock").exists()  # and Redis with it
 
 
 @pytest.fixture(scope="session")
@@ -204,6 +207,14 @@ body: JSON.stringify({ sessionKey })
         script = clicklens + purchase
         return page("Thank you", f"<p>Thanks!</p><script>{script}</script>", head=sync_tag)
 
+    @app.get("/gtm-thank-you")
+    def gtm_thank_you() -> str:
+        # The seed's GTM Custom HTML tag, verbatim but for host and key.
+        custom_html = GTM_CUSTOM_HTML.replace(
+            "https://your-domain.clicklens.io", firsttag.url
+        ).replace("YOUR_SITE_KEY", site["siteKey"])
+        return page("GTM thank you", custom_html, head="")
+
     @app.get("/convert-and-leave")
     def convert_and_leave() -> str:
         # The worst case for delivery: the page is gone right after convert() returns.
@@ -221,6 +232,18 @@ location.href = '/done';"""
         return page("Twice", "<p>tag twice</p>", head=tag + tag)
 
     return app
+
+
+GTM_CUSTOM_HTML = """<script>
+var sessionKey = sessionStorage.getItem('cl_sk');
+if (sessionKey) {
+var xhr = new XMLHttpRequest();
+xhr.open('POST', 'https://your-domain.clicklens.io/api/v1/sessions/convert');
+xhr.setRequestHeader('Content-Type', 'application/json');
+xhr.setRequestHeader('Authorization', 'Bearer YOUR_SITE_KEY');
+xhr.send(JSON.stringify({ sessionKey: sessionKey }));
+}
+</script>"""
 
 
 @pytest.fixture(scope="session")
