@@ -101,6 +101,10 @@ def serve(
             "--workers",
             str(web_processes),
             "--no-ws",
+            # Handlers spend their time in one Redis round trip; a few threads per core
+            # keep the CPU busy (granian warns above 2 x cores + 1).
+            "--blocking-threads",
+            str(2 * (os.cpu_count() or 1)),
             "--log-level",
             "warning",
             "server.wsgi:app",
