@@ -73,14 +73,20 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
 def _stored_secret(root: Path) -> str:
     """Return the server secret kept in the data dir, creating it on first use.
 
-    The file is created exclusively so that two processes starting at once agree on one
-    secret: the loser of the race reads the winner's file.
+    The file is written under a temporary name and hard-linked into place, so it appears
+    whole or not at all, and two processes starting at once agree on one secret: the
+    loser of the race finds the winner's file and reads it.
     """
     path = root / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(48))
+    if not path.exists():
+        tmp = root / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()

@@ -60,3 +60,14 @@ def test_sites_create_rejects_bad_origins_clearly(tmp_path):
     )
     assert bad.returncode == 2
     assert "origin must look like https://shop.example" in bad.stderr
+
+
+def test_the_server_secret_is_made_once_and_kept(tmp_path, monkeypatch):
+    from server.config import Config
+
+    monkeypatch.delenv("FIRSTTAG_SECRET_KEY", raising=False)
+    first = Config.from_env(tmp_path).secret_key
+    assert len(first) >= 48
+    assert Config.from_env(tmp_path).secret_key == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
