@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis import Redis
+from werkzeug.serving import make_server
 
 from server import create_app, store
 from server.config import Config
@@ -47,6 +49,16 @@ def app(config: Config) -> Any:
 def client(app: Any) -> Any:
     """Flask test client of :func:`app`."""
     return app.test_client()
+
+
+@pytest.fixture
+def live_url(app: Any) -> Iterator[str]:
+    """The real app over real HTTP on loopback, for snippets that use requests or curl."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 @pytest.fixture

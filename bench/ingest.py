@@ -183,12 +183,14 @@ def main() -> None:
                 "site": site["id"],
                 "receivedAt": now,
                 "data": {
+                    "dedupKey": f"browser:drain{i:012d}",
+                    "kind": "sale",
                     "source": "browser",
-                    "eventId": f"drain{i:012d}",
                     "name": "Bench",
                     "visitorId": "v" * 32,
                     "value": 1,
                     "currency": "EUR",
+                    "occurredAt": now,
                 },
             }
             pipe.rpush(BUFFER_KEY, json.dumps(event, separators=(",", ":")))

@@ -49,16 +49,18 @@ def create_app(config: Config | None = None) -> Flask:
         config=config,
         engine=engine,
         redis=redis,
-        buffer=EventBuffer(redis, config.queue_name),
+        buffer=EventBuffer(redis, config.queue_name, config.max_backlog),
         sites=SiteDirectory(engine),
         session_keys=SessionKeys(config.secret_key),
     )
 
-    from . import api, tags
+    from . import analytics, api, tags, tracking
 
     errors.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(tracking.bp)
+    app.register_blueprint(analytics.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 

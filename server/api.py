@@ -7,14 +7,14 @@ belongs to; a request whose ``Origin`` a site does not allow is refused with 403
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from . import schemas, services, store
+from . import conversions, schemas, services, store
 from .errors import APIError, field_error
 from .sites import Site
+from .web import bearer, int_arg, json_body, secret_site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -22,23 +22,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # CORS headers at all, so a browser can never read it.
 _BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon"}
 _PREFLIGHT_MAX_AGE = "600"
-
-
-# -- request helpers ---------------------------------------------------------------------
-
-
-def _json_body() -> Any:
-    raw = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise APIError(400, "malformed_json", "request body is not valid JSON") from None
-
-
-def _bearer() -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _check_origin(site: Site) -> None:
@@ -53,21 +36,6 @@ def _publishable_site(site_key: str, field: str) -> Site:
     if site is None:
         raise APIError(401, "invalid_site_key", f"{field} is not a valid site key")
     _check_origin(site)
-    return site
-
-
-def _secret_site() -> Site:
-    """The site of the secret key in ``Authorization``; refuses browser requests."""
-    if request.headers.get("Origin") is not None:
-        raise APIError(403, "browser_not_allowed", "secret-key endpoints refuse browser requests")
-    token = _bearer()
-    if token is None:
-        raise APIError(401, "missing_secret_key", "Authorization: Bearer sk_… is required")
-    if token.startswith("pk_"):
-        raise APIError(403, "secret_key_required", "this endpoint needs the secret key, not pk_…")
-    site = services().sites.by_secret_key(token)
-    if site is None:
-        raise APIError(401, "invalid_secret_key", "the secret key is not valid")
     return site
 
 
@@ -102,7 +70,7 @@ def register_session() -> Any:
     """Register a tab session and return its signed session key (``cl_sk``)."""
     if request.method == "OPTIONS":
         return _preflight()
-    body = schemas.parse(schemas.SessionRegistration, _json_body())
+    body = schemas.parse(schemas.SessionRegistration, json_body())
     site = _publishable_site(body.siteKey, "siteKey")
     s = services()
     session_key = s.session_keys.issue(site.id, body.sessionId)
@@ -127,7 +95,7 @@ def convert_session() -> Any:
     """Mark a session verified (ClickLens). Idempotent: the first verification time is kept."""
     if request.method == "OPTIONS":
         return _preflight()
-    token = _bearer()
+    token = bearer()
     if token is None:
         raise APIError(401, "missing_site_key", "Authorization: Bearer <site key> is required")
     s = services()
@@ -137,7 +105,7 @@ def convert_session() -> Any:
     if site is None:
         raise APIError(401, "invalid_site_key", "the site key is not valid")
     _check_origin(site)
-    body = schemas.parse(schemas.SessionConvert, _json_body())
+    body = schemas.parse(schemas.SessionConvert, json_body())
     opened = s.session_keys.open(body.sessionKey)
     if opened is None or opened[0] != site.id:
         raise APIError(404, "session_not_found", "no session found for this sessionKey")
@@ -150,7 +118,7 @@ def beacon() -> Any:
     """Accept a browser conversion from ``firsttag.convert()`` (text/plain JSON, no preflight)."""
     if request.method == "OPTIONS":
         return _preflight()
-    body = schemas.parse(schemas.BrowserConversion, _json_body())
+    body = schemas.parse(schemas.BrowserConversion, json_body())
     site = _publishable_site(body.siteKey, "siteKey")
     s = services()
     session_id = body.sessionId
@@ -159,9 +127,10 @@ def beacon() -> Any:
         if opened is None or opened[0] != site.id:
             raise field_error("sessionKey", "not a session key of this site")
         session_id = opened[1]
-    data = body.model_dump(exclude={"siteKey", "id", "sessionKey"})
-    data.update(source="browser", eventId=body.id, sessionId=session_id)
-    s.buffer.push("conversion", site.id, store.utcnow(), data)
+    received_at = store.utcnow()
+    outcome = conversions.from_beacon(body, session_id, received_at)
+    # The tag's ID makes a re-send identical, so the store's unique key is all it needs.
+    s.buffer.push("conversion", site.id, received_at, outcome.row)
     return {"accepted": True, "id": body.id}, 202
 
 
@@ -171,7 +140,7 @@ def beacon() -> Any:
 @bp.get("/sessions/<session_key>")
 def get_session(session_key: str) -> Any:
     """A stored session with its verification time (null until verified)."""
-    site = _secret_site()
+    site = secret_site()
     s = services()
     opened = s.session_keys.open(session_key)
     found = (
@@ -185,20 +154,11 @@ def get_session(session_key: str) -> Any:
 @bp.get("/conversions")
 def list_conversions() -> Any:
     """Stored conversions, newest first; pass ``cursor`` from one page to get the next."""
-    site = _secret_site()
-    limit = _int_arg("limit", default=50, low=1, high=500)
-    cursor = _int_arg("cursor", default=None, low=1, high=2**62)
+    site = secret_site()
+    limit = int_arg("limit", default=50, low=1, high=500)
+    cursor = int_arg("cursor", default=None, low=1, high=2**62)
     items, next_cursor = store.list_conversions(services().engine, site.id, limit, cursor)
     return {"data": items, "nextCursor": next_cursor}
-
-
-def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise field_error(name, f"must be an integer from {low} to {high}")
-    return int(raw)
 
 
 @bp.get("/openapi.json")

@@ -14,6 +14,7 @@ variable                       default
 ``FIRSTTAG_PUBLIC_URL``        unset: taken from each request's host
 ``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
 ``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
+``FIRSTTAG_MAX_BACKLOG``       ``2000000`` waiting events before writes answer 429
 =============================  ==========================================================
 """
 
@@ -38,6 +39,7 @@ class Config:
     public_url: str | None = None
     max_body_bytes: int = 64 * 1024
     batch_size: int = 1000
+    max_backlog: int = 2_000_000
     queue_name: str = "firsttag"
 
     @classmethod
@@ -54,6 +56,7 @@ class Config:
             public_url=(env.get("FIRSTTAG_PUBLIC_URL") or "").rstrip("/") or None,
             max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
             batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
+            max_backlog=_int(env, "FIRSTTAG_MAX_BACKLOG", 2_000_000),
         )
 
 

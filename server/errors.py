@@ -91,6 +91,19 @@ def register(app: Flask) -> None:
             )
         )
 
+    from .ingest import BacklogFull
+
+    @app.errorhandler(BacklogFull)
+    def _backlog(err: BacklogFull) -> Any:
+        return _respond(
+            APIError(
+                429,
+                "backlog_full",
+                "too many events are waiting; retry later",
+                headers={"Retry-After": "5"},
+            )
+        )
+
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Any:
         log.exception("unhandled error")

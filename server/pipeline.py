@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -27,8 +26,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, StatementError
 
 from . import store
+from .attribution import attribute
 from .config import Config
-from .ingest import BUFFER_KEY, DEAD_LETTER_KEY, LEASE_KEY, EventBuffer
+from .ingest import BUFFER_KEY, DEAD_LETTER_KEY, LEASE_KEY, EventBuffer, json_default
+from .sites import Settings
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +165,28 @@ def _decode(item: bytes) -> dict[str, Any] | None:
 
 
 def _write(conn: Any, events: list[dict[str, Any]]) -> None:
-    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _ROW_MAKERS}
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _ROW_MAKERS}
     for event in events:
-        rows[event["kind"]].append(_ROW_MAKERS[event["kind"]](event))
+        by_kind[event["kind"]].append(event)
     store.insert_ignoring_duplicates(
-        conn, store.sessions, rows["session"], ["site_id", "session_id"]
+        conn,
+        store.sessions,
+        [_session_row(e) for e in by_kind["session"]],
+        ["site_id", "session_id"],
     )
-    store.record_verifications(conn, rows["verification"])
+    store.record_verifications(conn, [_verification_row(e) for e in by_kind["verification"]])
+    store.upsert_customers(conn, [_customer_row(e) for e in by_kind["customer"]])
+    settings: dict[str, Settings] = {}
+    rows = [_conversion_row(conn, e, settings) for e in by_kind["conversion"]]
     store.insert_ignoring_duplicates(
-        conn, store.conversions, rows["conversion"], ["site_id", "dedup_key"]
+        conn,
+        store.conversions,
+        [r for r in rows if r["status"] is None],
+        ["site_id", "dedup_key"],
     )
+    for row in rows:
+        if row["status"] is not None:
+            store.upsert_order(conn, row)
 
 
 def _session_row(event: dict[str, Any]) -> dict[str, Any]:
@@ -198,32 +211,68 @@ def _verification_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _conversion_row(event: dict[str, Any]) -> dict[str, Any]:
+def _customer_row(event: dict[str, Any]) -> dict[str, Any]:
     d = event["data"]
-    metadata = d.get("metadata")
     return {
         "site_id": event["site"],
-        "dedup_key": f"{d['source']}:{d['eventId']}",
+        "external_id": d["externalId"],
+        "name": d["name"],
+        "email": d.get("email"),
+        "avatar": d.get("avatar"),
+        "click_id": d.get("clickId") or None,
+        "created_at": event["receivedAt"],
+    }
+
+
+def _conversion_row(conn: Any, event: dict[str, Any], settings: dict[str, Settings]) -> dict:
+    d = event["data"]
+    site_id = event["site"]
+    click_id = d.get("clickId")
+    if not click_id and d.get("clickFromCustomer"):
+        click_id = store.customer_click(conn, site_id, d["clickFromCustomer"])
+    if site_id not in settings:
+        settings[site_id] = store.site_settings(conn, site_id)
+    attribution = attribute(
+        conn,
+        site_id,
+        settings[site_id].attribution_window_days,
+        d["occurredAt"],
+        visitor_id=d.get("visitorId"),
+        session_id=d.get("sessionId"),
+        click_id=click_id,
+    )
+    return {
+        "site_id": site_id,
+        "dedup_key": d["dedupKey"],
+        "kind": d["kind"],
         "source": d["source"],
         "name": d["name"],
         "visitor_id": d.get("visitorId"),
         "session_id": d.get("sessionId"),
-        "click_id": d.get("clickId") or None,
+        "click_id": click_id,
+        "customer_id": d.get("customerId"),
         "order_id": d.get("orderId"),
         "value": d.get("value"),
+        "refunded": d.get("refunded") or 0,
         "currency": d.get("currency"),
-        "metadata": json.dumps(metadata, separators=(",", ":")) if metadata else None,
+        "status": d.get("status"),
+        "state_version": d.get("stateVersion"),
+        "details": _json(d.get("details")),
+        "metadata": _json(d.get("metadata")),
+        "fingerprint": _json(d.get("fingerprint")),
+        "attribution": _json(attribution),
         "url": d.get("url"),
-        "occurred_at": d.get("occurredAt") or event["receivedAt"],
+        "occurred_at": d["occurredAt"],
         "received_at": event["receivedAt"],
+        "updated_at": event["receivedAt"],
     }
 
 
-_ROW_MAKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "session": _session_row,
-    "verification": _verification_row,
-    "conversion": _conversion_row,
-}
+def _json(value: Any) -> str | None:
+    return json.dumps(value, separators=(",", ":"), default=json_default) if value else None
+
+
+_ROW_MAKERS = ("session", "verification", "customer", "conversion")
 
 
 def _queue_name() -> str:

@@ -9,11 +9,22 @@ type has a bug its owner wants to hear about.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from . import money, store
 from .errors import APIError
+from .ingest import json_default
 
 # Identifiers made by the tag: 32 hex characters, but accept any URL-safe token so that
 # sites migrating from other tags keep their existing IDs.
@@ -23,10 +34,51 @@ Url = Annotated[str, Field(max_length=2048)]
 SiteKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 METADATA_MAX_CHARS = 10_000
+MAX_FUTURE = timedelta(minutes=5)
+
+
+def _timestamp(value: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-04-10T12:34:56.000Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("must include a UTC offset or Z")
+    if moment - datetime.now(UTC) > MAX_FUTURE:
+        raise ValueError("is more than 5 minutes in the future")
+    return store.format_time(moment)
+
+
+def _currency(value: str) -> str:
+    return money.normalise_currency(value)
+
+
+def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    size = len(json.dumps(value, separators=(",", ":"), default=json_default)) if value else 0
+    if size > METADATA_MAX_CHARS:
+        raise ValueError(f"must be at most {METADATA_MAX_CHARS} characters as JSON")
+    return value
+
+
+# ISO 8601 with an offset or Z, normalised to the store's UTC format.
+Timestamp = Annotated[str, Field(max_length=64), AfterValidator(_timestamp)]
+# ISO 4217, any case in, upper case out.
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_currency)]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(description=f"Free-form JSON object, at most {METADATA_MAX_CHARS:,} characters."),
+    AfterValidator(_metadata),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=190)]
+MinorUnits = Annotated[int, Field(ge=0, le=money.MAX_MINOR_UNITS)]
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", str_strip_whitespace=False)
+
+    def cross_check(self) -> list[dict[str, str]]:
+        """Errors that involve several fields, once each field is valid on its own."""
+        return []
 
 
 class SessionRegistration(_Payload):
@@ -63,17 +115,164 @@ class BrowserConversion(_Payload):
     value: int | None = Field(
         None, ge=0, le=10**15, description="Amount in minor units of currency (cents)."
     )
-    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
-    metadata: dict[str, Any] | None = Field(
-        None, description=f"Free-form JSON object, at most {METADATA_MAX_CHARS:,} characters."
+    currency: CurrencyCode | None = Field(None, description="ISO 4217 code.")
+    metadata: Metadata = None
+
+
+class OrderItem(_Payload):
+    """One line of an order (Selektable seed)."""
+
+    productId: Identifier
+    quantity: int = Field(ge=1, le=1_000_000)
+    priceCents: MinorUnits = Field(description="Unit price in minor units.")
+    totalCents: MinorUnits = Field(description="Line total: priceCents × quantity.")
+
+    @model_validator(mode="after")
+    def _line_adds_up(self) -> OrderItem:
+        expected = self.priceCents * self.quantity
+        if self.totalCents != expected:
+            raise ValueError(f"totalCents must equal quantity × priceCents ({expected})")
+        return self
+
+
+class OrderWebhook(_Payload):
+    """``POST /api/webhooks/orders``: an order or lead-gen conversion (Selektable seed).
+
+    An order is keyed by ``orderId``: sending it again with another ``status`` (or
+    ``refundedCents``) updates it; an update older than the stored one is ignored.
+    """
+
+    orderId: Identifier = Field(description="Unique per site: order or form submission ID.")
+    storeId: Identifier
+    organizationId: Identifier
+    visitorId: Identifier = Field(description="firsttag.getIdentity().visitorId")
+    sessionId: Identifier = Field(description="firsttag.getIdentity().sessionId")
+    totalCents: MinorUnits = Field(description="Order total in minor units; 0 for lead gen.")
+    currency: CurrencyCode
+    platform: Literal["custom"]
+    status: Literal["pending", "processing", "on-hold", "completed", "refunded", "cancelled"]
+    orderCreatedAt: Timestamp
+    items: list[OrderItem] = Field(max_length=1000, description="[] for lead gen.")
+    refundedCents: MinorUnits | None = Field(None, description="Partial refund, minor units.")
+    updatedAt: Timestamp | None = Field(
+        None, description="Time of this status; orders updates (default: time received)."
     )
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, separators=(",", ":"))) > METADATA_MAX_CHARS:
-            raise ValueError(f"must be at most {METADATA_MAX_CHARS} characters as JSON")
-        return value
+    def cross_check(self) -> list[dict[str, str]]:
+        errors = []
+        if self.items and sum(i.totalCents for i in self.items) != self.totalCents:
+            total = sum(i.totalCents for i in self.items)
+            errors.append(
+                {"field": "totalCents", "message": f"must equal the sum of items ({total})"}
+            )
+        if self.refundedCents is not None and self.refundedCents > self.totalCents:
+            errors.append({"field": "refundedCents", "message": "must not exceed totalCents"})
+        return errors
+
+
+LeadMode = Literal["async", "wait", "deferred"]
+
+
+class TrackLead(_Payload):
+    """``POST /api/v1/track/lead`` (Dub seed)."""
+
+    clickId: str = Field(
+        max_length=190,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description='The dub_id cookie; "" to use the click of an existing (deferred) customer.',
+    )
+    eventName: str = Field(min_length=1, max_length=255)
+    customerExternalId: Identifier
+    customerName: str | None = Field(None, max_length=255)
+    customerEmail: str | None = Field(None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    customerAvatar: str | None = Field(None, max_length=2048)
+    mode: LeadMode = "async"
+    metadata: Metadata = None
+
+
+class TrackSale(_Payload):
+    """``POST /api/v1/track/sale`` (Dub seed). ``amount`` is in minor units."""
+
+    customerExternalId: Identifier
+    amount: MinorUnits
+    currency: CurrencyCode = "usd"
+    eventName: str = Field("Purchase", min_length=1, max_length=255)
+    paymentProcessor: str | None = Field(None, max_length=64)
+    invoiceId: Identifier | None = Field(None, description="A sale is counted once per invoice.")
+    leadEventName: str | None = Field(None, max_length=255)
+    clickId: str | None = Field(None, max_length=190, pattern=r"^[A-Za-z0-9_-]*$")
+    mode: Literal["async", "wait"] = "async"
+    metadata: Metadata = None
+
+
+class LinkEvent(_Payload):
+    """``POST /api/v1/events``: the Lead and Sale payloads of seed 003 as written.
+
+    ``amount`` is a decimal in major units (199.0 USD) and is converted exactly.
+    """
+
+    event: Literal["lead", "sale"]
+    timestamp: Timestamp | None = None
+    clickId: str | None = Field(None, max_length=190, pattern=r"^[A-Za-z0-9_-]*$")
+    customerExternalId: Identifier | None = None
+    email: str | None = Field(None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=255)
+    mode: LeadMode = "async"
+    currency: CurrencyCode | None = None
+    amount: Decimal | int | None = Field(None, ge=0)
+    invoiceId: Identifier | None = None
+    metadata: Metadata = None
+
+    def customer_id(self) -> str | None:
+        """The stable identifier: customerExternalId, else email, else phone."""
+        return self.customerExternalId or self.email or self.phone
+
+    def cross_check(self) -> list[dict[str, str]]:
+        errors = []
+        if not self.customer_id():
+            errors.append({"field": "customerExternalId", "message": "send it, or email, or phone"})
+        if self.event == "sale":
+            if self.amount is None:
+                errors.append({"field": "amount", "message": "is required for a sale"})
+            if self.currency is None:
+                errors.append({"field": "currency", "message": "is required for a sale"})
+            if self.amount is not None and self.currency is not None:
+                try:
+                    money.to_minor_units(self.amount, self.currency)
+                except ValueError as exc:
+                    errors.append({"field": "amount", "message": str(exc)})
+        return errors
+
+
+class ServerConversion(_Payload):
+    """``POST /api/v1/conversions``: a server-side conversion (seed 002).
+
+    ``value`` is in minor units (4900 = 49.00 EUR); ``visitor_id`` links it to the
+    browser's ``firsttag.getVisitorId()``.
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    visitor_id: Identifier | None = None
+    session_id: Identifier | None = None
+    order_id: Identifier | None = Field(None, description="Counted once per order_id.")
+    value: MinorUnits | None = None
+    currency: CurrencyCode | None = None
+    timestamp: Timestamp | None = None
+    metadata: Metadata = None
+
+
+class BatchItem(_Payload):
+    """One event of a batch: its endpoint's type and that endpoint's payload."""
+
+    type: Literal["order", "lead", "sale", "event", "conversion"]
+    data: dict[str, Any]
+
+
+class Batch(_Payload):
+    """``POST /api/v1/batch``: up to 500 events, each answered on its own."""
+
+    events: list[BatchItem] = Field(min_length=1, max_length=500)
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -84,14 +283,37 @@ def parse(model: type[Model], data: Any) -> Model:
     if not isinstance(data, dict):
         raise APIError(400, "invalid_body", "request body must be a JSON object")
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         fields = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": _message(err)}
             for err in exc.errors(include_url=False, include_input=False)
         ]
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        raise APIError(400, "invalid_fields", summary, fields) from None
+        raise _invalid(fields) from None
+    fields = parsed.cross_check() if isinstance(parsed, _Payload) else []
+    if fields:
+        raise _invalid(fields)
+    return parsed
 
 
-ALL_PAYLOADS: tuple[type[BaseModel], ...] = (SessionRegistration, SessionConvert, BrowserConversion)
+def _message(err: Any) -> str:
+    # "Value error, X" reads oddly in an API answer; keep X.
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _invalid(fields: list[dict[str, str]]) -> APIError:
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return APIError(400, "invalid_fields", summary, fields)
+
+
+ALL_PAYLOADS: tuple[type[BaseModel], ...] = (
+    SessionRegistration,
+    SessionConvert,
+    BrowserConversion,
+    OrderWebhook,
+    TrackLead,
+    TrackSale,
+    LinkEvent,
+    ServerConversion,
+    Batch,
+)

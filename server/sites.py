@@ -14,13 +14,42 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from . import store
+
+ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "refunded", "cancelled")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-site settings, stored as JSON in ``sites.settings``."""
+
+    #: Touches older than this before a conversion do not get credit (Selektable: 7 days).
+    attribution_window_days: int = 7
+    #: Order statuses that count as a conversion; refunded and cancelled never add revenue.
+    counting_statuses: tuple[str, ...] = ("completed",)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> Settings:
+        """Settings from their stored JSON; absent keys take their defaults."""
+        data = json.loads(raw or "{}")
+        if "counting_statuses" in data:
+            data["counting_statuses"] = tuple(data["counting_statuses"])
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def validated(self) -> Settings:
+        """Self, or ValueError naming the bad setting."""
+        if not 1 <= self.attribution_window_days <= 365:
+            raise ValueError("attribution window must be 1 to 365 days")
+        bad = [s for s in self.counting_statuses if s not in ORDER_STATUSES]
+        if bad or not self.counting_statuses:
+            raise ValueError(f"counting statuses must be some of {', '.join(ORDER_STATUSES)}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,7 @@ class Site:
     site_key: str
     origins: tuple[str, ...]
     created_at: str
+    settings: Settings = field(default_factory=Settings)
 
     def allows_origin(self, origin: str | None) -> bool:
         """True when a browser request from ``origin`` may act for this site."""
@@ -44,6 +74,10 @@ class Site:
             "name": self.name,
             "siteKey": self.site_key,
             "origins": list(self.origins),
+            "settings": {
+                "attributionWindowDays": self.settings.attribution_window_days,
+                "countingStatuses": list(self.settings.counting_statuses),
+            },
             "createdAt": self.created_at,
         }
 
@@ -65,7 +99,9 @@ def hash_secret(secret_key: str) -> str:
     return hashlib.sha256(secret_key.encode()).hexdigest()
 
 
-def create_site(engine: Engine, name: str, origins: list[str]) -> tuple[Site, str]:
+def create_site(
+    engine: Engine, name: str, origins: list[str], settings: Settings | None = None
+) -> tuple[Site, str]:
     """Create a site; return it with its secret key, which is never retrievable again."""
     name = name.strip()
     if not name or len(name) > 200:
@@ -79,6 +115,7 @@ def create_site(engine: Engine, name: str, origins: list[str]) -> tuple[Site, st
         site_key="pk_" + secrets.token_hex(12),
         origins=clean,
         created_at=store.utcnow(),
+        settings=(settings or Settings()).validated(),
     )
     secret_key = "sk_" + secrets.token_hex(24)
     with engine.begin() as conn:
@@ -89,10 +126,33 @@ def create_site(engine: Engine, name: str, origins: list[str]) -> tuple[Site, st
                 site_key=site.site_key,
                 secret_hash=hash_secret(secret_key),
                 origins=json.dumps(list(site.origins)),
+                settings=json.dumps(asdict(site.settings)),
                 created_at=site.created_at,
             )
         )
     return site, secret_key
+
+
+def update_settings(engine: Engine, site_id: str, **changes: Any) -> Site:
+    """Change some settings of a site; returns the site as stored."""
+    with engine.begin() as conn:
+        row = (
+            conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().first()
+        )
+        if row is None:
+            raise ValueError(f"no site {site_id}")
+        current = asdict(Settings.from_json(row["settings"]))
+        current.update({k: v for k, v in changes.items() if v is not None})
+        if "counting_statuses" in current:
+            current["counting_statuses"] = tuple(current["counting_statuses"])
+        new = Settings(**current).validated()
+        conn.execute(
+            update(store.sites)
+            .where(store.sites.c.id == site_id)
+            .values(settings=json.dumps(asdict(new)))
+        )
+        row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().one()
+    return _site(row)
 
 
 def list_sites(engine: Engine) -> list[Site]:
@@ -109,6 +169,7 @@ def _site(row: Any) -> Site:
         site_key=row["site_key"],
         origins=tuple(json.loads(row["origins"])),
         created_at=row["created_at"],
+        settings=Settings.from_json(row["settings"]),
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,6 +42,7 @@ sites = Table(
     Column("site_key", String(64), nullable=False, unique=True),
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("origins", Text, nullable=False),  # JSON list of "scheme://host[:port]"
+    Column("settings", Text, nullable=False, server_default="{}"),  # JSON, see sites.Settings
     Column("created_at", String(32), nullable=False),
 )
 
@@ -56,6 +59,9 @@ sessions = Table(
     Column("user_agent", Text),
     Column("created_at", String(32), nullable=False),
     UniqueConstraint("site_id", "session_id", name="uq_sessions_site_session"),
+    # Attribution looks up a visitor's, or a click's, sessions in a time window.
+    Index("ix_sessions_visitor", "site_id", "visitor_id", "created_at"),
+    Index("ix_sessions_click", "site_id", "click_id", "created_at"),
 )
 
 # Kept apart from sessions so a verification never depends on the order in which the
@@ -68,25 +74,51 @@ session_verifications = Table(
     Column("verified_at", String(32), nullable=False),
 )
 
+# Every outcome, whatever request reported it: browser beacons, orders, leads, sales and
+# server conversions. ``dedup_key`` is the idempotency key, namespaced by what it means
+# (``browser:<id>``, ``order:<orderId>``, ``lead:["cust","Sign Up"]``, ``sale:<invoiceId>``,
+# ``conversion:<order_id>``); ``fingerprint`` holds the fields a re-send must repeat.
 conversions = Table(
     "conversions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("site_id", String(32), nullable=False),
-    Column("dedup_key", String(255), nullable=False),
-    Column("source", String(16), nullable=False),
-    Column("name", String(200), nullable=False),
-    Column("visitor_id", String(64)),
-    Column("session_id", String(64)),
+    Column("dedup_key", String(512), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="conversion"),  # lead|sale|…
+    Column("source", String(16), nullable=False),  # browser|order|track|event|server
+    Column("name", String(255), nullable=False),
+    Column("visitor_id", String(190)),
+    Column("session_id", String(190)),
     Column("click_id", String(190)),
+    Column("customer_id", String(190)),
     Column("order_id", String(190)),
     Column("value", BigInteger),  # minor units of ``currency``
+    Column("refunded", BigInteger, nullable=False, server_default="0"),
     Column("currency", String(3)),
+    Column("status", String(16)),  # orders only
+    Column("state_version", String(80)),  # orders: a newer version wins, see conversions.py
+    Column("details", Text),  # JSON: order items, store IDs, lead event name, …
     Column("metadata", Text),  # JSON object
+    Column("fingerprint", Text),  # JSON object
+    Column("attribution", Text),  # JSON object, frozen when first stored
     Column("url", Text),
     Column("occurred_at", String(32), nullable=False),
     Column("received_at", String(32), nullable=False),
+    Column("updated_at", String(32)),
     UniqueConstraint("site_id", "dedup_key", name="uq_conversions_site_dedup"),
+    Index("ix_conversions_time", "site_id", "occurred_at"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("external_id", String(190), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("email", String(255)),
+    Column("avatar", Text),
+    Column("click_id", String(190)),
+    Column("created_at", String(32), nullable=False),
 )
 
 
@@ -127,6 +159,50 @@ def insert_ignoring_duplicates(
         return 0
     stmt = _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
     return conn.execute(stmt, rows).rowcount or 0
+
+
+def upsert_customers(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Create customers; an existing one keeps its data but gains a click it lacked."""
+    if not rows:
+        return
+    stmt = _dialect_insert(conn, customers)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site_id", "external_id"],
+        set_={"click_id": func.coalesce(customers.c.click_id, stmt.excluded.click_id)},
+    )
+    conn.execute(stmt, rows)
+
+
+def upsert_order(conn: Any, row: dict[str, Any]) -> None:
+    """Store an order, or move it to a newer state; an older state never replaces a newer."""
+    stmt = _dialect_insert(conn, conversions).values(**row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["site_id", "dedup_key"],
+        set_={
+            "status": stmt.excluded.status,
+            "refunded": stmt.excluded.refunded,
+            "state_version": stmt.excluded.state_version,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=stmt.excluded.state_version > conversions.c.state_version,
+    )
+    conn.execute(stmt)
+
+
+def customer_click(conn: Any, site_id: str, external_id: str) -> str | None:
+    """The click ID stored with a customer, if any."""
+    t = customers
+    return conn.execute(
+        select(t.c.click_id).where(t.c.site_id == site_id, t.c.external_id == external_id)
+    ).scalar()
+
+
+def site_settings(conn: Any, site_id: str) -> Any:
+    """The :class:`server.sites.Settings` of a site (defaults when it has none)."""
+    from .sites import Settings
+
+    raw = conn.execute(select(sites.c.settings).where(sites.c.id == site_id)).scalar()
+    return Settings.from_json(raw)
 
 
 def record_verifications(conn: Any, rows: list[dict[str, Any]]) -> None:
@@ -197,19 +273,67 @@ def list_conversions(
 
 
 def _conversion_out(row: Mapping[str, Any]) -> dict[str, Any]:
+    details = json.loads(row["details"]) if row["details"] else {}
     return {
         "id": row["id"],
+        "kind": row["kind"],
         "source": row["source"],
         "name": row["name"],
         "eventId": row["dedup_key"].split(":", 1)[1],
         "visitorId": row["visitor_id"],
         "sessionId": row["session_id"],
         "clickId": row["click_id"],
+        "customerExternalId": row["customer_id"],
         "orderId": row["order_id"],
         "value": row["value"],
+        "refunded": row["refunded"],
         "currency": row["currency"],
+        "status": row["status"],
+        "details": details,
         "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
+        "attribution": json.loads(row["attribution"]) if row["attribution"] else None,
         "url": row["url"],
         "occurredAt": row["occurred_at"],
         "receivedAt": row["received_at"],
+        "updatedAt": row["updated_at"],
     }
+
+
+def find_conversion(engine: Engine, site_id: str, dedup_key: str) -> dict[str, Any] | None:
+    """The stored record for an idempotency key: fingerprint, state and first time."""
+    c = conversions
+    query = select(
+        c.c.fingerprint, c.c.status, c.c.refunded, c.c.state_version, c.c.received_at
+    ).where(c.c.site_id == site_id, c.c.dedup_key == dedup_key)
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return {
+        "fields": json.loads(row["fingerprint"]) if row["fingerprint"] else {},
+        "state": {"status": row["status"], "refunded": row["refunded"]} if row["status"] else None,
+        "version": row["state_version"],
+        "firstReceivedAt": row["received_at"],
+    }
+
+
+def conversion_by_key(engine: Engine, site_id: str, dedup_key: str) -> dict[str, Any] | None:
+    """One stored conversion in API form, by its idempotency key."""
+    c = conversions
+    with engine.connect() as conn:
+        row = (
+            conn.execute(select(c).where(c.c.site_id == site_id, c.c.dedup_key == dedup_key))
+            .mappings()
+            .first()
+        )
+    return _conversion_out(row) if row else None
+
+
+def customer_exists(engine: Engine, site_id: str, external_id: str) -> bool:
+    """True when the customer is stored."""
+    t = customers
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(t.c.external_id).where(t.c.site_id == site_id, t.c.external_id == external_id)
+        ).first()
+    return found is not None

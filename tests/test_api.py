@@ -198,7 +198,7 @@ def test_bad_input_gets_a_json_4xx_naming_the_field(client, site):
                 "name": "Buy",
                 "visitorId": VISITOR,
                 "value": "19.99",
-                "currency": "eur",
+                "currency": "ABC",
                 "metadata": {"x": "y" * 10_001},
             }
         ),

@@ -14,19 +14,18 @@ from tests.support import WorkerProcess, wait_until
 
 
 def conversion(site_id: str, n: int) -> tuple[str, str, str, dict]:
-    return (
-        "conversion",
-        site_id,
-        store.utcnow(),
-        {
-            "source": "browser",
-            "eventId": f"ev{n:08d}",
-            "name": "Purchase",
-            "visitorId": "v" * 32,
-            "value": n,
-            "currency": "EUR",
-        },
-    )
+    now = store.utcnow()
+    data = {
+        "dedupKey": f"browser:ev{n:08d}",
+        "kind": "sale",
+        "source": "browser",
+        "name": "Purchase",
+        "visitorId": "v" * 32,
+        "value": n,
+        "currency": "EUR",
+        "occurredAt": now,
+    }
+    return ("conversion", site_id, now, data)
 
 
 def count(engine) -> int:

@@ -1,0 +1,193 @@
+"""Analytics: the funnel (clicks → leads → sales) and a daily time series, per site.
+
+A conversion counts when it is not an order, or when its order status is one of the
+site's counting statuses; revenue is value minus refunds, per currency (amounts in
+different currencies are never added together).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, request
+from sqlalchemy import Engine, and_, func, or_, select
+
+from . import services, store
+from .errors import field_error
+from .sites import Site
+from .web import secret_site
+
+bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+def _counted(site: Site) -> Any:
+    c = store.conversions
+    return or_(c.c.status.is_(None), c.c.status.in_(site.settings.counting_statuses))
+
+
+def _range(start: date, end: date) -> tuple[str, str]:
+    # Inclusive dates as half-open UTC timestamps: [start 00:00, end+1 00:00).
+    return f"{start.isoformat()}T00:00:00", f"{(end + timedelta(days=1)).isoformat()}T00:00:00"
+
+
+def funnel(engine: Engine, site: Site, start: date, end: date) -> dict[str, Any]:
+    """Clicks, leads and sales in [start, end], with conversion and drop-off rates."""
+    lo, hi = _range(start, end)
+    s, c = store.sessions, store.conversions
+    with engine.connect() as conn:
+        clicks = conn.execute(
+            select(func.count(func.distinct(s.c.click_id))).where(
+                s.c.site_id == site.id,
+                s.c.click_id.is_not(None),
+                s.c.created_at >= lo,
+                s.c.created_at < hi,
+            )
+        ).scalar_one()
+        counts = dict(
+            conn.execute(
+                select(c.c.kind, func.count())
+                .where(
+                    c.c.site_id == site.id,
+                    c.c.occurred_at >= lo,
+                    c.c.occurred_at < hi,
+                    c.c.kind.in_(("lead", "sale")),
+                    _counted(site),
+                )
+                .group_by(c.c.kind)
+            ).all()
+        )
+        revenue = _revenue(conn, site, lo, hi)
+    leads, sales = counts.get("lead", 0), counts.get("sale", 0)
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "steps": [
+            {"name": "clicks", "count": clicks},
+            {"name": "leads", "count": leads, **_rates(leads, clicks)},
+            {"name": "sales", "count": sales, **_rates(sales, leads)},
+        ],
+        "revenue": revenue,
+    }
+
+
+def _rates(count: int, previous: int) -> dict[str, float | None]:
+    if not previous:
+        return {"conversionRate": None, "dropoffRate": None}
+    rate = round(count / previous, 4)
+    return {"conversionRate": rate, "dropoffRate": round(1 - rate, 4)}
+
+
+def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> Any:
+    c = store.conversions
+    day = func.substr(c.c.occurred_at, 1, 10)
+    columns = [c.c.currency, func.sum(c.c.value - c.c.refunded)]
+    query = (
+        select(*([day] if by_day else []), *columns)
+        .where(
+            c.c.site_id == site.id,
+            c.c.occurred_at >= lo,
+            c.c.occurred_at < hi,
+            c.c.kind == "sale",
+            c.c.currency.is_not(None),
+            _counted(site),
+        )
+        .group_by(*([day] if by_day else []), c.c.currency)
+    )
+    rows = conn.execute(query).all()
+    if not by_day:
+        return {currency: int(total) for currency, total in rows}
+    out: dict[str, dict[str, int]] = {}
+    for d, currency, total in rows:
+        out.setdefault(d, {})[currency] = int(total)
+    return out
+
+
+def timeseries(engine: Engine, site: Site, start: date, end: date) -> dict[str, Any]:
+    """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency."""
+    lo, hi = _range(start, end)
+    s, c = store.sessions, store.conversions
+    s_day, c_day = func.substr(s.c.created_at, 1, 10), func.substr(c.c.occurred_at, 1, 10)
+    with engine.connect() as conn:
+        clicks = dict(
+            conn.execute(
+                select(s_day, func.count(func.distinct(s.c.click_id)))
+                .where(
+                    s.c.site_id == site.id,
+                    s.c.click_id.is_not(None),
+                    s.c.created_at >= lo,
+                    s.c.created_at < hi,
+                )
+                .group_by(s_day)
+            ).all()
+        )
+        kinds: dict[tuple[str, str], int] = {
+            (d, k): n
+            for d, k, n in conn.execute(
+                select(c_day, c.c.kind, func.count())
+                .where(
+                    and_(
+                        c.c.site_id == site.id,
+                        c.c.occurred_at >= lo,
+                        c.c.occurred_at < hi,
+                        c.c.kind.in_(("lead", "sale")),
+                        _counted(site),
+                    )
+                )
+                .group_by(c_day, c.c.kind)
+            ).all()
+        }
+        revenue = _revenue(conn, site, lo, hi, by_day=True)
+    days = []
+    day = start
+    while day <= end:
+        key = day.isoformat()
+        days.append(
+            {
+                "date": key,
+                "clicks": clicks.get(key, 0),
+                "leads": kinds.get((key, "lead"), 0),
+                "sales": kinds.get((key, "sale"), 0),
+                "revenue": revenue.get(key, {}),
+            }
+        )
+        day += timedelta(days=1)
+    return {"start": start.isoformat(), "end": end.isoformat(), "data": days}
+
+
+def _dates() -> tuple[date, date]:
+    today = date.today()
+    end = _date_arg("end", today)
+    start = _date_arg("start", end - timedelta(days=DEFAULT_DAYS - 1))
+    if start > end:
+        raise field_error("start", "must not be after end")
+    if (end - start).days >= MAX_DAYS:
+        raise field_error("start", f"the range may span at most {MAX_DAYS} days")
+    return start, end
+
+
+def _date_arg(name: str, default: date) -> date:
+    raw = request.args.get(name)
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise field_error(name, "must be a date as YYYY-MM-DD") from None
+
+
+@bp.get("/funnel")
+def funnel_view() -> Any:
+    """``GET /api/v1/analytics/funnel?start=YYYY-MM-DD&end=YYYY-MM-DD`` (default: 30 days)."""
+    site = secret_site()
+    return funnel(services().engine, site, *_dates())
+
+
+@bp.get("/timeseries")
+def timeseries_view() -> Any:
+    """``GET /api/v1/analytics/timeseries?start=…&end=…``: one entry per day."""
+    site = secret_site()
+    return timeseries(services().engine, site, *_dates())
