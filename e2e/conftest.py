@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class Shop:
 
     url: str
     orders: list[dict[str, str]] = field(default_factory=list)
+    webhook_answers: list[dict[str, Any]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +199,47 @@ body: JSON.stringify({ sessionKey })
 
     @app.post("/checkout/complete")
     def complete() -> Any:
-        shop.orders.append(dict(request.form))
+        form = dict(request.form)
+        shop.orders.append(form)
+        # The Selektable seed's server-side webhook, translated from Node to Python.
+        order = {
+            "id": f"ord_{len(shop.orders)}",
+            "totalCents": 4900,
+            "currency": "EUR",
+            "items": [{"productId": "mug", "quantity": 2, "priceCents": 2450}],
+        }
+        response = requests.post(
+            firsttag.url + "/api/webhooks/orders",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {site['secretKey']}",
+            },
+            data=json.dumps(
+                {
+                    "orderId": order["id"],
+                    "storeId": "store_xxx",
+                    "organizationId": "org_xxx",
+                    "visitorId": form["visitorId"],
+                    "sessionId": form["sessionId"],
+                    "totalCents": order["totalCents"],
+                    "currency": order["currency"],
+                    "platform": "custom",
+                    "status": "completed",
+                    "orderCreatedAt": datetime.now(UTC).isoformat(),
+                    "items": [
+                        {
+                            "productId": item["productId"],
+                            "quantity": item["quantity"],
+                            "priceCents": item["priceCents"],
+                            "totalCents": item["priceCents"] * item["quantity"],
+                        }
+                        for item in order["items"]
+                    ],
+                }
+            ),
+            timeout=10,
+        )
+        shop.webhook_answers.append(response.json())
         return redirect("/thank-you")
 
     @app.get("/thank-you")

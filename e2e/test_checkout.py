@@ -66,7 +66,9 @@ def test_landing_checkout_thank_you_is_verified_and_converted(browser, firsttag,
         lambda: [
             c
             for c in firsttag.api("/api/v1/conversions").json()["data"]
-            if c["orderId"] == "ord_1" and c["visitorId"] == ident["visitorId"]
+            if c["source"] == "browser"
+            and c["orderId"] == "ord_1"
+            and c["visitorId"] == ident["visitorId"]
         ],
         20,
         "the conversion",
@@ -76,6 +78,27 @@ def test_landing_checkout_thank_you_is_verified_and_converted(browser, firsttag,
     assert (c["name"], c["value"], c["currency"]) == ("Purchase", 4900, "EUR")
     assert c["sessionId"] == ident["sessionId"] and c["clickId"] == "clk_abc123"
     assert c["metadata"] == {"coupon": "WELCOME"}
+
+    # The shop's back end posted the order webhook with the IDs from the hidden fields.
+    assert shop.webhook_answers[-1]["success"] is True
+    order_id = shop.webhook_answers[-1]["id"].removeprefix("order:")
+    order = wait_until(
+        lambda: [
+            o
+            for o in firsttag.api("/api/v1/conversions").json()["data"]
+            if o["orderId"] == order_id and o["source"] == "order"
+        ],
+        20,
+        "the order from the shop's back end",
+    )[0]
+    assert (order["visitorId"], order["sessionId"]) == (ident["visitorId"], ident["sessionId"])
+    assert (order["kind"], order["value"], order["status"]) == ("sale", 4900, "completed")
+    attribution = order["attribution"]
+    assert attribution["type"] == "direct"  # this session arrived with the dub_id click
+    assert attribution["lastTouch"] == attribution["firstTouch"]
+    assert attribution["lastTouch"]["clickId"] == "clk_abc123"
+    assert attribution["lastTouch"]["sessionId"] == ident["sessionId"]
+    assert attribution["timeToConversionSeconds"] >= 0
     assert errors == []
     context.close()
 

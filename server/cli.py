@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -70,6 +71,25 @@ def sites() -> None:
     """Create and list sites."""
 
 
+def settings_options(command: Any) -> Any:
+    """The per-site settings shared by ``sites create`` and ``sites update``."""
+    from .sites import ORDER_STATUSES
+
+    command = click.option(
+        "--counting-status",
+        "counting_statuses",
+        multiple=True,
+        type=click.Choice(ORDER_STATUSES),
+        help="An order status that counts as a conversion (repeatable; default: completed).",
+    )(command)
+    return click.option(
+        "--attribution-days",
+        type=click.IntRange(1, 365),
+        default=None,
+        help="Attribution window in days (default 7).",
+    )(command)
+
+
 @sites.command("create")
 @click.option("--name", required=True, help="A name for the site.")
 @click.option(
@@ -85,22 +105,60 @@ def sites() -> None:
     help="Public URL of this server, for the printed tag (default: $FIRSTTAG_PUBLIC_URL "
     "or http://127.0.0.1:8000).",
 )
+@settings_options
 @data_dir_option
 def sites_create(
-    name: str, origins: tuple[str, ...], base_url: str | None, data_dir: str | None
+    name: str,
+    origins: tuple[str, ...],
+    base_url: str | None,
+    attribution_days: int | None,
+    counting_statuses: tuple[str, ...],
+    data_dir: str | None,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
-    from .sites import create_site
+    from .sites import Settings, create_site
     from .tags import snippet
 
     config = _config(data_dir)
+    settings = Settings(
+        attribution_window_days=attribution_days or Settings.attribution_window_days,
+        counting_statuses=counting_statuses or Settings.counting_statuses,
+    )
     try:
-        site, secret_key = create_site(store.connect(config.database_url), name, list(origins))
+        site, secret_key = create_site(
+            store.connect(config.database_url), name, list(origins), settings
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     base = base_url or config.public_url or "http://127.0.0.1:8000"
     out = {**site.public_dict(), "secretKey": secret_key, "tag": snippet(site, base)}
     click.echo(json.dumps(out, indent=2))
+
+
+@sites.command("update")
+@click.argument("site_id")
+@settings_options
+@data_dir_option
+def sites_update(
+    site_id: str,
+    attribution_days: int | None,
+    counting_statuses: tuple[str, ...],
+    data_dir: str | None,
+) -> None:
+    """Change a site's settings; prints the site (running servers see it within 10 s)."""
+    from .sites import update_settings
+
+    config = _config(data_dir)
+    try:
+        site = update_settings(
+            store.connect(config.database_url),
+            site_id,
+            attribution_window_days=attribution_days,
+            counting_statuses=list(counting_statuses) or None,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(json.dumps(site.public_dict(), indent=2))
 
 
 @sites.command("list")

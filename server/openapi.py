@@ -30,6 +30,10 @@ _ERROR = {
 }
 
 
+# Answers every secret-key write endpoint can give besides success.
+_WRITE = (400, 401, 403, 409, 413, 429, 503)
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -87,6 +91,45 @@ def document() -> dict[str, Any]:
             "/api/v1/beacon": _post(
                 schemas.BrowserConversion, "Browser conversion", None, 202, 400, 401, 403, 413
             ),
+            "/api/webhooks/orders": _post(
+                schemas.OrderWebhook, "Order webhook (Selektable)", "secretKey", 200, *_WRITE
+            ),
+            "/api/v1/track/lead": _post(
+                schemas.TrackLead, "Track a lead (Dub)", "secretKey", 200, 404, *_WRITE
+            ),
+            "/api/v1/track/sale": _post(
+                schemas.TrackSale, "Track a sale (Dub)", "secretKey", 200, 404, *_WRITE
+            ),
+            "/api/v1/events": _post(
+                schemas.LinkEvent, "Lead or Sale event (seed 003)", "secretKey", 200, *_WRITE
+            ),
+            "/api/v1/batch": _post(
+                schemas.Batch,
+                "Up to 500 events, answered per item",
+                "secretKey",
+                200,
+                400,
+                401,
+                403,
+                413,
+            ),
+            "/api/v1/analytics/funnel": {
+                "get": {
+                    "summary": "clicks → leads → sales",
+                    **secret_get,
+                    "responses": {"200": {"description": "the funnel"}, **_errors(400, 401, 403)},
+                }
+            },
+            "/api/v1/analytics/timeseries": {
+                "get": {
+                    "summary": "per day: clicks, leads, sales, revenue",
+                    **secret_get,
+                    "responses": {
+                        "200": {"description": "one entry per day"},
+                        **_errors(400, 401, 403),
+                    },
+                }
+            },
             "/api/v1/sessions/{sessionKey}": {
                 "get": {
                     "summary": "A stored session",
@@ -95,11 +138,18 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/v1/conversions": {
+                **_post(
+                    schemas.ServerConversion,
+                    "Server-side conversion (seed 002)",
+                    "secretKey",
+                    200,
+                    *_WRITE,
+                ),
                 "get": {
                     "summary": "Stored conversions, newest first",
                     **secret_get,
                     "responses": {"200": {"description": "a page"}, **_errors(400, 401, 403)},
-                }
+                },
             },
         },
     }

@@ -310,3 +310,17 @@ def test_openapi_is_built_from_the_payload_models(client):
     props = doc["components"]["schemas"]["SessionConvert"]["properties"]
     assert props["sessionKey"]["maxLength"] == 512
     assert "/api/v1/sessions/convert" in doc["paths"]
+
+
+def test_openapi_covers_every_api_route(app, client):
+    import re
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/") or rule.rule.endswith("openapi.json"):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        path = path.replace("{session_key}", "{sessionKey}")
+        assert path in doc["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in doc["paths"][path], (path, method)

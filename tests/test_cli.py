@@ -71,3 +71,40 @@ def test_the_server_secret_is_made_once_and_kept(tmp_path, monkeypatch):
     assert Config.from_env(tmp_path).secret_key == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_site_settings_from_the_cli(tmp_path):
+    created = run_cli(
+        "sites",
+        "create",
+        "--name",
+        "S",
+        "--origin",
+        "https://s.example",
+        "--attribution-days",
+        "14",
+        "--data-dir",
+        str(tmp_path),
+    )
+    site = json.loads(created.stdout)
+    assert site["settings"] == {"attributionWindowDays": 14, "countingStatuses": ["completed"]}
+    updated = run_cli(
+        "sites",
+        "update",
+        site["id"],
+        "--counting-status",
+        "completed",
+        "--counting-status",
+        "processing",
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert updated.returncode == 0, updated.stderr
+    assert json.loads(updated.stdout)["settings"] == {
+        "attributionWindowDays": 14,
+        "countingStatuses": ["completed", "processing"],
+    }
+    bad = run_cli(
+        "sites", "update", site["id"], "--attribution-days", "0", "--data-dir", str(tmp_path)
+    )
+    assert bad.returncode == 2

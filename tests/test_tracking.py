@@ -574,3 +574,28 @@ def test_funnel_and_timeseries(backend, site, engine, worker):
         timeout=10,
     )
     assert bad.status_code == 400 and bad.json()["error"]["fields"][0]["field"] == "start"
+
+
+def test_a_full_batch_of_500_is_accepted_past_the_64k_body_limit(backend, engine, worker):
+    events = [
+        {
+            "type": "conversion",
+            "data": {
+                "name": "Paid",
+                "order_id": f"full_{n}",
+                "value": 100,
+                "currency": "EUR",
+                "metadata": {"note": "x" * 100},
+            },
+        }
+        for n in range(500)
+    ]
+    raw = json.dumps({"events": events})
+    assert len(raw) > 64 * 1024
+    body = backend.post("/api/v1/batch", {"events": events}).json()
+    assert body["counts"] == {"accepted": 500}
+    wait_until(
+        lambda: len(backend.get("/api/v1/conversions?limit=500")["data"]) == 500,
+        30,
+        "500 stored conversions",
+    )
