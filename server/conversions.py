@@ -46,6 +46,8 @@ class Outcome:
     click_from_customer: str | None = None
     #: Wait for the worker to store it before answering (Dub's ``mode: wait``).
     wait: bool = False
+    #: The version comes from the sender's ``updatedAt``, not from the time received.
+    explicit_version: bool = False
 
 
 Verdict = Literal["new", "update", "duplicate", "stale", "conflict"]
@@ -71,9 +73,15 @@ def judge(outcome: Outcome, prior: dict[str, Any] | None) -> Decision:
     )
     if differing:
         return Decision("conflict", first, differing)
+    newer = (outcome.version or "") > (prior.get("version") or "")
     if outcome.state is None or outcome.state == prior.get("state"):
+        # Same state again. With the sender's own updatedAt a newer one still advances the
+        # order's clock, so an older update replayed later cannot win over it; without
+        # one, this is a retry.
+        if outcome.state is not None and outcome.explicit_version and newer:
+            return Decision("update", first)
         return Decision("duplicate", first)
-    if (prior.get("version") or "") > (outcome.version or ""):
+    if not newer:
         return Decision("stale", first)
     return Decision("update", first)
 
@@ -158,7 +166,14 @@ def from_order(body: schemas.OrderWebhook, received_at: str) -> Outcome:
             "items": items,
         },
     )
-    return Outcome(f"order:{body.orderId}", fields, row, state, version)
+    return Outcome(
+        f"order:{body.orderId}",
+        fields,
+        row,
+        state,
+        version,
+        explicit_version=body.updatedAt is not None,
+    )
 
 
 def generated_name() -> str:

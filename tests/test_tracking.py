@@ -599,3 +599,14 @@ def test_a_full_batch_of_500_is_accepted_past_the_64k_body_limit(backend, engine
         30,
         "500 stored conversions",
     )
+
+
+def test_a_newer_updated_at_with_the_same_status_advances_the_order(backend, worker):
+    t0, t1 = iso(-timedelta(hours=2)), iso(-timedelta(hours=1))
+    half = iso(-timedelta(minutes=90))
+    post = lambda **c: backend.post("/api/webhooks/orders", selektable_order("o3", **c)).json()  # noqa: E731
+    assert post(status="processing", updatedAt=t0)["duplicate"] is False
+    assert post(status="processing", updatedAt=t1)["updated"] is True
+    assert post(status="processing", updatedAt=t1)["duplicate"] is True
+    assert post(status="on-hold", updatedAt=half)["stale"] is True
+    backend.conversion("o3", status="processing")
