@@ -26,10 +26,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, StatementError
 
 from . import store
-from .attribution import attribute
+from .attribution import attribute_from, touches, window_start
 from .config import Config
 from .ingest import BUFFER_KEY, DEAD_LETTER_KEY, LEASE_KEY, EventBuffer, json_default
-from .sites import Settings
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +175,7 @@ def _write(conn: Any, events: list[dict[str, Any]]) -> None:
     )
     store.record_verifications(conn, [_verification_row(e) for e in by_kind["verification"]])
     store.upsert_customers(conn, [_customer_row(e) for e in by_kind["customer"]])
-    settings: dict[str, Settings] = {}
-    rows = [_conversion_row(conn, e, settings) for e in by_kind["conversion"]]
+    rows = _conversion_rows(conn, by_kind["conversion"])
     store.insert_ignoring_duplicates(
         conn,
         store.conversions,
@@ -224,32 +222,51 @@ def _customer_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _conversion_row(conn: Any, event: dict[str, Any], settings: dict[str, Settings]) -> dict:
+def _conversion_rows(conn: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for conversion events, attributed with one touches query per site."""
+    by_site: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        d = event["data"]
+        if not d.get("clickId") and d.get("clickFromCustomer"):
+            d["clickId"] = store.customer_click(conn, event["site"], d["clickFromCustomer"])
+        by_site.setdefault(event["site"], []).append(event)
+    rows = []
+    for site_id, site_events in by_site.items():
+        window = store.site_settings(conn, site_id).attribution_window_days
+        data = [e["data"] for e in site_events]
+        candidates = touches(
+            conn,
+            site_id,
+            start=min(window_start(d["occurredAt"], window) for d in data),
+            end=max(d["occurredAt"] for d in data),
+            visitors={d["visitorId"] for d in data if d.get("visitorId")},
+            clicks={d["clickId"] for d in data if d.get("clickId")},
+        )
+        for event in site_events:
+            d = event["data"]
+            attribution = attribute_from(
+                candidates,
+                window,
+                d["occurredAt"],
+                d.get("visitorId"),
+                d.get("sessionId"),
+                d.get("clickId"),
+            )
+            rows.append(_conversion_row(event, attribution))
+    return rows
+
+
+def _conversion_row(event: dict[str, Any], attribution: dict[str, Any]) -> dict[str, Any]:
     d = event["data"]
-    site_id = event["site"]
-    click_id = d.get("clickId")
-    if not click_id and d.get("clickFromCustomer"):
-        click_id = store.customer_click(conn, site_id, d["clickFromCustomer"])
-    if site_id not in settings:
-        settings[site_id] = store.site_settings(conn, site_id)
-    attribution = attribute(
-        conn,
-        site_id,
-        settings[site_id].attribution_window_days,
-        d["occurredAt"],
-        visitor_id=d.get("visitorId"),
-        session_id=d.get("sessionId"),
-        click_id=click_id,
-    )
     return {
-        "site_id": site_id,
+        "site_id": event["site"],
         "dedup_key": d["dedupKey"],
         "kind": d["kind"],
         "source": d["source"],
         "name": d["name"],
         "visitor_id": d.get("visitorId"),
         "session_id": d.get("sessionId"),
-        "click_id": click_id,
+        "click_id": d.get("clickId"),
         "customer_id": d.get("customerId"),
         "order_id": d.get("orderId"),
         "value": d.get("value"),
