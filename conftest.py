@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from sqlalchemy import create_engine
 from werkzeug.serving import make_server
 
 from server import create_app, store
@@ -31,9 +33,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def config(tmp_path: Path, redis_url: str) -> Config:
     """A config with its own SQLite file and an empty Redis."""
     Redis.from_url(redis_url).flushall()
+    # FIRSTTAG_TEST_DATABASE_URL runs the same tests against PostgreSQL (emptied per test).
+    database_url = os.environ.get("FIRSTTAG_TEST_DATABASE_URL")
+    if database_url:
+        engine = create_engine(database_url)
+        store.metadata.drop_all(engine)
+        engine.dispose()
     return Config(
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'firsttag.db'}",
+        database_url=database_url or f"sqlite:///{tmp_path / 'firsttag.db'}",
         redis_url=redis_url,
         secret_key="test-secret-" + tmp_path.name,
     )
