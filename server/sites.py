@@ -184,6 +184,7 @@ class SiteDirectory:
         self._engine = engine
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Site, str]] = {}
+        self._origins: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._lock = threading.Lock()
 
     def by_id(self, site_id: str) -> Site | None:
@@ -205,32 +206,34 @@ class SiteDirectory:
         return None
 
     def knows_origin(self, origin: str) -> bool:
-        """True when any site allows ``origin`` (CORS preflights carry no key to tell which)."""
-        found = self._lookup("*origins", "")
-        if found and origin.lower() in found[0].origins:
-            return True
-        found = self._lookup("*origins", "", fresh=True)
-        return bool(found) and origin.lower() in found[0].origins
+        """True when any site allows ``origin`` (CORS preflights carry no key to tell which).
 
-    def _lookup(self, column: str, value: str, fresh: bool = False) -> tuple[Site, str] | None:
+        An origin missing from the cached set is looked up again, so a site created a
+        moment ago is allowed at once.
+        """
+        origin = origin.lower()
+        now = time.monotonic()
+        expires, known = self._origins
+        if expires > now and origin in known:
+            return True
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(store.sites.c.origins)).scalars()
+            known = frozenset(o for raw in rows for o in json.loads(raw))
+        self._origins = (now + self._ttl, known)
+        return origin in known
+
+    def _lookup(self, column: str, value: str) -> tuple[Site, str] | None:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get((column, value))
-        if hit and hit[0] > now and not fresh:
+        if hit and hit[0] > now:
             return hit[1], hit[2]
-        found = self._query(column, value)
-        if found is not None:
-            with self._lock:
-                self._cache[(column, value)] = (now + self._ttl, *found)
-        return found
-
-    def _query(self, column: str, value: str) -> tuple[Site, str] | None:
         t = store.sites
         with self._engine.connect() as conn:
-            if column == "*origins":
-                origins: set[str] = set()
-                for (raw,) in conn.execute(select(t.c.origins)):
-                    origins.update(json.loads(raw))
-                return Site("*", "*", "", tuple(sorted(origins)), ""), ""
             row = conn.execute(select(t).where(t.c[column] == value)).mappings().first()
-        return (_site(row), row["secret_hash"]) if row else None
+        if row is None:
+            return None
+        found = (_site(row), row["secret_hash"])
+        with self._lock:
+            self._cache[(column, value)] = (now + self._ttl, *found)
+        return found

@@ -31,13 +31,9 @@ WAIT_SECONDS = 10.0
 BATCH_MAX_BYTES = 1024 * 1024
 
 
-def _order(body: schemas.OrderWebhook, at: str) -> Outcome:
-    return conversions.from_order(body, at)
-
-
 # type → (schema, outcome maker, whether clickId "" must name a known customer)
 _TYPES: dict[str, tuple[type[BaseModel], Callable[[Any, str], Outcome], bool]] = {
-    "order": (schemas.OrderWebhook, _order, False),
+    "order": (schemas.OrderWebhook, conversions.from_order, False),
     "lead": (schemas.TrackLead, conversions.from_lead, True),
     "sale": (schemas.TrackSale, conversions.from_sale, True),
     "event": (schemas.LinkEvent, conversions.from_link_event, False),
