@@ -34,6 +34,33 @@ _ERROR = {
 _WRITE = (400, 401, 403, 409, 413, 429, 503)
 
 
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_DATES = [
+    _query("start", {"type": "string", "format": "date"}, "first day (default: 30 days ago)"),
+    _query("end", {"type": "string", "format": "date"}, "last day (default: today)"),
+]
+_PAGE = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (50)"),
+    _query("cursor", {"type": "integer", "minimum": 1}, "nextCursor of the previous page"),
+]
+_VALIDATE = [
+    _query(
+        "validate",
+        {"type": "string", "enum": ["1", "true"]},
+        "validate and dry-run attribution; store nothing",
+    )
+]
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -59,6 +86,8 @@ def _post(model: type, summary: str, security: str | None, ok: int, *codes: int)
     }
     if security:
         op["security"] = [{security: []}]
+    if security == "secretKey":
+        op["parameters"] = _VALIDATE
     return {"post": op}
 
 
@@ -116,6 +145,7 @@ def document() -> dict[str, Any]:
             "/api/v1/analytics/funnel": {
                 "get": {
                     "summary": "clicks → leads → sales",
+                    "parameters": _DATES,
                     **secret_get,
                     "responses": {"200": {"description": "the funnel"}, **_errors(400, 401, 403)},
                 }
@@ -123,6 +153,7 @@ def document() -> dict[str, Any]:
             "/api/v1/analytics/timeseries": {
                 "get": {
                     "summary": "per day: clicks, leads, sales, revenue",
+                    "parameters": _DATES,
                     **secret_get,
                     "responses": {
                         "200": {"description": "one entry per day"},
@@ -147,6 +178,7 @@ def document() -> dict[str, Any]:
                 ),
                 "get": {
                     "summary": "Stored conversions, newest first",
+                    "parameters": _PAGE,
                     **secret_get,
                     "responses": {"200": {"description": "a page"}, **_errors(400, 401, 403)},
                 },
