@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--web-processes", type=int, default=2)
     parser.add_argument("--drain-events", type=int, default=100_000)
+    parser.add_argument("--redis-fsync", choices=("always", "everysec"), default="always")
     opts = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt install wrk")
@@ -91,6 +92,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTTAG_")}
+    env["FIRSTTAG_REDIS_FSYNC"] = opts.redis_fsync
     serve = subprocess.Popen(
         [
             sys.executable,
@@ -205,7 +207,7 @@ def main() -> None:
 
         print("== 4. the tag: wrk -t2 -c64 GET /t/<id>.js")
         tag = wrk(["-t2", "-c64", f"-d{max(opts.seconds // 2, 3)}s", f"{base}/t/{site['id']}.js"])
-        print("\nsummary:")
+        print(f"\nsummary (embedded Redis appendfsync {opts.redis_fsync}):")
         print(
             f"  ingest      {ingest['rps']:,.0f} requests/s accepted ({ingest['non2xx']} non-2xx)"
         )

@@ -15,6 +15,9 @@ variable                       default
 ``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
 ``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
 ``FIRSTTAG_MAX_BACKLOG``       ``2000000`` waiting events before writes answer 429
+``FIRSTTAG_REDIS_FSYNC``       ``always``: the embedded Redis fsyncs its append-only file
+                               before answering (``everysec``: faster, may lose the last
+                               second of acknowledged events if the machine crashes)
 =============================  ==========================================================
 """
 
@@ -40,6 +43,7 @@ class Config:
     max_body_bytes: int = 64 * 1024
     batch_size: int = 1000
     max_backlog: int = 2_000_000
+    redis_fsync: str = "always"
     queue_name: str = "firsttag"
 
     @classmethod
@@ -57,6 +61,7 @@ class Config:
             max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
             batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
             max_backlog=_int(env, "FIRSTTAG_MAX_BACKLOG", 2_000_000),
+            redis_fsync=_choice(env, "FIRSTTAG_REDIS_FSYNC", ("always", "everysec")),
         )
 
 
@@ -70,6 +75,13 @@ def _int(env: os._Environ[str], name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
     if value <= 0:
         raise SystemExit(f"{name} must be positive, got {value}")
+    return value
+
+
+def _choice(env: os._Environ[str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 

@@ -38,7 +38,7 @@ def server_binary() -> str:
 class EmbeddedRedis:
     """One Redis server process with its data in ``directory``."""
 
-    def __init__(self, directory: Path, appendfsync: str = "everysec") -> None:
+    def __init__(self, directory: Path, appendfsync: str = "always") -> None:
         self.directory = directory
         self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None

@@ -69,7 +69,7 @@ def serve(
     redis = None
     redis_url = config.redis_url
     if not redis_url:
-        redis = EmbeddedRedis(config.data_dir / "redis")
+        redis = EmbeddedRedis(config.data_dir / "redis", appendfsync=config.redis_fsync)
         redis_url = redis.start()
         echo(f"firsttag: redis started ({redis_url})")
     store.connect(config.database_url).dispose()  # create the schema once, before children

@@ -19,6 +19,8 @@ def test_without_redis_on_path_the_wheel_binary_runs_with_an_append_only_file(
         client = Redis.from_url(url)
         client.rpush("k", "v")
         assert client.config_get("appendonly") == {"appendonly": "yes"}
+        # fsync before answering: an acknowledged event survives a machine crash.
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
     finally:
         server.stop()
     # Restarted on the same directory, the data is still there (the AOF was flushed).
