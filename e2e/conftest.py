@@ -72,66 +72,91 @@ def shop_port() -> int:
     return free_port()
 
 
+class Serve:
+    """`firsttag serve` as a user runs it: its own Redis and SQLite in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.data_dir = data_dir
+        self.url = ""
+        self.args = args
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTTAG_")}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        """Start and wait for /healthz; returns the base URL."""
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        with (self.data_dir / "serve.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "server.cli",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.args,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._healthy, 60, "firsttag serve to answer /healthz")
+        return self.url
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            assert self.process and self.process.poll() is None, (
+                self.data_dir / "serve.log"
+            ).read_text()
+            return False
+
+    def create_site(self, origin: str) -> dict[str, Any]:
+        """`firsttag sites create`, as printed."""
+        created = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "sites",
+                "create",
+                "--name",
+                "Demo shop",
+                "--origin",
+                origin,
+                "--base-url",
+                self.url,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(created.stdout)
+
+    def stop(self) -> None:
+        """Ctrl-C; it must exit 0 and leave neither the web server nor Redis running."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(60) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(self.url + "/healthz", timeout=2)
+        assert not (self.data_dir / "redis" / "redis.sock").exists()
+
+
 @pytest.fixture(scope="session")
 def firsttag(tmp_path_factory: pytest.TempPathFactory, shop_port: int) -> Iterator[Firsttag]:
     """`firsttag serve` on embedded defaults (its own Redis, SQLite), stopped with Ctrl-C."""
-    data_dir = tmp_path_factory.mktemp("firsttag-data")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTTAG_")}
-    log = (data_dir / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def healthy() -> bool:
-        try:
-            return requests.get(url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            assert proc.poll() is None, (data_dir / "serve.log").read_text()
-            return False
-
-    wait_until(healthy, 60, "firsttag serve to answer /healthz")
-    created = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "sites",
-            "create",
-            "--name",
-            "Demo shop",
-            "--origin",
-            f"http://127.0.0.1:{shop_port}",
-            "--base-url",
-            url,
-            "--data-dir",
-            str(data_dir),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    yield Firsttag(url, data_dir, json.loads(created.stdout))
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-    assert proc.wait(60) == 0
-    log.close()
-    with pytest.raises(requests.ConnectionError):  # the web server is gone
-        requests.get(url + "/healthz", timeout=2)
-    assert not (data_dir / "redis" / "redis.sock").exists()  # and Redis with it
+    serve = Serve(tmp_path_factory.mktemp("firsttag-data"))
+    url = serve.start()
+    yield Firsttag(url, serve.data_dir, serve.create_site(f"http://127.0.0.1:{shop_port}"))
+    serve.stop()
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="RQ worker processes.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="RQ worker processes (0: web only, workers run elsewhere).",
+)
 @click.option(
     "--web-processes", default=2, show_default=True, type=int, help="Web server processes."
 )
