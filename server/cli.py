@@ -72,6 +72,14 @@ def worker(burst: bool, data_dir: str | None) -> None:
     DrainingWorker([config.queue_name], connection=connection).work(burst=burst)
 
 
+@main.command()
+def apidocs() -> None:
+    """Print the payload field reference (Markdown) generated from the schemas."""
+    from .apidocs import render
+
+    click.echo(render(), nl=False)
+
+
 @main.group()
 def sites() -> None:
     """Create and list sites."""

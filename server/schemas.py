@@ -61,9 +61,17 @@ def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 # ISO 8601 with an offset or Z, normalised to the store's UTC format.
-Timestamp = Annotated[str, Field(max_length=64), AfterValidator(_timestamp)]
+Timestamp = Annotated[
+    str,
+    Field(max_length=64, description="ISO 8601 with an offset or Z; at most 5 min ahead."),
+    AfterValidator(_timestamp),
+]
 # ISO 4217, any case in, upper case out.
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_currency)]
+CurrencyCode = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, any case (stored upper case)."),
+    AfterValidator(_currency),
+]
 Metadata = Annotated[
     dict[str, Any] | None,
     Field(description=f"Free-form JSON object, at most {METADATA_MAX_CHARS:,} characters."),
@@ -155,10 +163,11 @@ class OrderWebhook(_Payload):
     items: list[OrderItem] = Field(max_length=1000, description="[] for lead gen.")
     refundedCents: MinorUnits | None = Field(None, description="Partial refund, minor units.")
     updatedAt: Timestamp | None = Field(
-        None, description="Time of this status; orders updates (default: time received)."
+        None, description="Time of this status: a later one wins (default: time received)."
     )
 
     def cross_check(self) -> list[dict[str, str]]:
+        """The order total is the sum of its items; a refund cannot exceed it."""
         errors = []
         if self.items and sum(i.totalCents for i in self.items) != self.totalCents:
             total = sum(i.totalCents for i in self.items)
@@ -229,6 +238,7 @@ class LinkEvent(_Payload):
         return self.customerExternalId or self.email or self.phone
 
     def cross_check(self) -> list[dict[str, str]]:
+        """A stable identifier is required; a sale needs an amount valid in its currency."""
         errors = []
         if not self.customer_id():
             errors.append({"field": "customerExternalId", "message": "send it, or email, or phone"})

@@ -108,3 +108,12 @@ def test_site_settings_from_the_cli(tmp_path):
         "sites", "update", site["id"], "--attribution-days", "0", "--data-dir", str(tmp_path)
     )
     assert bad.returncode == 2
+
+
+def test_docs_api_md_is_generated_from_the_schemas():
+    from pathlib import Path
+
+    from server.apidocs import render
+
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    assert committed == render(), "docs/api.md is stale: run `firsttag apidocs > docs/api.md`"
