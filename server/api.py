@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from . import conversions, schemas, services, store
+from .bots import is_bot
 from .errors import APIError, field_error
 from .sites import Site
 from .web import bearer, int_arg, json_body, secret_site
@@ -85,6 +86,7 @@ def register_session() -> Any:
             "url": body.url,
             "referrer": body.referrer,
             "userAgent": request.headers.get("User-Agent", "")[:512] or None,
+            "bot": is_bot(request.headers.get("User-Agent"), body.webdriver),
         },
     )
     return {"sessionKey": session_key, "sessionId": body.sessionId, "visitorId": body.visitorId}

@@ -96,6 +96,17 @@ def settings_options(command: Any) -> Any:
         type=click.Choice(ORDER_STATUSES),
         help="An order status that counts as a conversion (repeatable; default: completed).",
     )(command)
+    command = click.option(
+        "--global-name", default=None, help="The tag's global instead of window.firsttag."
+    )(command)
+    command = click.option(
+        "--tag-path", default=None, help="A second path for the tag, e.g. /assets/app.js."
+    )(command)
+    command = click.option(
+        "--consent-required/--no-consent-required",
+        default=None,
+        help="Write nothing to storage or cookies before firsttag.consent(true).",
+    )(command)
     return click.option(
         "--attribution-days",
         type=click.IntRange(1, 365),
@@ -127,6 +138,9 @@ def sites_create(
     base_url: str | None,
     attribution_days: int | None,
     counting_statuses: tuple[str, ...],
+    global_name: str | None,
+    tag_path: str | None,
+    consent_required: bool | None,
     data_dir: str | None,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
@@ -137,6 +151,9 @@ def sites_create(
     settings = Settings(
         attribution_window_days=attribution_days or Settings.attribution_window_days,
         counting_statuses=counting_statuses or Settings.counting_statuses,
+        global_name=global_name or Settings.global_name,
+        tag_path=tag_path,
+        consent_required=bool(consent_required),
     )
     try:
         site, secret_key = create_site(
@@ -157,6 +174,9 @@ def sites_update(
     site_id: str,
     attribution_days: int | None,
     counting_statuses: tuple[str, ...],
+    global_name: str | None,
+    tag_path: str | None,
+    consent_required: bool | None,
     data_dir: str | None,
 ) -> None:
     """Change a site's settings; prints the site (running servers see it within 10 s)."""
@@ -169,6 +189,9 @@ def sites_update(
             site_id,
             attribution_window_days=attribution_days,
             counting_statuses=list(counting_statuses) or None,
+            global_name=global_name,
+            tag_path=tag_path,
+            consent_required=consent_required,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -197,6 +197,7 @@ def _session_row(event: dict[str, Any]) -> dict[str, Any]:
         "url": d.get("url"),
         "referrer": d.get("referrer") or None,
         "user_agent": d.get("userAgent"),
+        "bot": bool(d.get("bot")),
         "created_at": event["receivedAt"],
     }
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,7 +31,20 @@ from .ingest import json_default
 # sites migrating from other tags keep their existing IDs.
 TagId = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 ClickId = Annotated[str, Field(max_length=190, pattern=r"^[A-Za-z0-9_-]*$")]
-Url = Annotated[str, Field(max_length=2048)]
+URL_MAX = 2048
+
+
+def _truncate_url(value: Any) -> Any:
+    # A page URL sent by the tag is context, not an identifier: a long one is cut, not
+    # refused, so that a session or conversion is never lost to a long query string.
+    return value[:URL_MAX] if isinstance(value, str) else value
+
+
+Url = Annotated[
+    str,
+    BeforeValidator(_truncate_url),
+    Field(max_length=URL_MAX, description=f"Cut to {URL_MAX} characters."),
+]
 SiteKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 METADATA_MAX_CHARS = 10_000
@@ -98,6 +112,7 @@ class SessionRegistration(_Payload):
     url: Url | None = Field(None, description="The landing page URL.")
     referrer: Url | None = Field(None, description="document.referrer of the landing page.")
     clickId: ClickId | None = Field(None, description="The dub_id click ID, when there is one.")
+    webdriver: bool | None = Field(None, description="navigator.webdriver: an automated browser.")
 
 
 class SessionConvert(_Payload):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -21,6 +22,60 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, insert, select, update
 
 from . import store
+
+_GLOBAL_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
+_TAG_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,200}\.js$")
+_RESERVED = frozenset(
+    [
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "debugger",
+        "default",
+        "delete",
+        "do",
+        "else",
+        "export",
+        "extends",
+        "false",
+        "finally",
+        "for",
+        "function",
+        "if",
+        "import",
+        "in",
+        "instanceof",
+        "new",
+        "null",
+        "return",
+        "super",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "typeof",
+        "var",
+        "void",
+        "while",
+        "with",
+        "yield",
+        "let",
+        "static",
+        "window",
+        "document",
+        "location",
+        "navigator",
+        "undefined",
+        "NaN",
+        "Infinity",
+        "eval",
+        "arguments",
+    ]
+)
 
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "refunded", "cancelled")
 
@@ -33,6 +88,12 @@ class Settings:
     attribution_window_days: int = 7
     #: Order statuses that count as a conversion; refunded and cancelled never add revenue.
     counting_statuses: tuple[str, ...] = ("completed",)
+    #: The tag's global (``window.firsttag``): a site may pick a name ad blockers ignore.
+    global_name: str = "firsttag"
+    #: Another path the tag is served at besides /t/<id>.js, e.g. /assets/app-3f9a.js.
+    tag_path: str | None = None
+    #: Consent mode: nothing is written to storage or cookies before firsttag.consent(true).
+    consent_required: bool = False
 
     @classmethod
     def from_json(cls, raw: str | None) -> Settings:
@@ -49,6 +110,12 @@ class Settings:
         bad = [s for s in self.counting_statuses if s not in ORDER_STATUSES]
         if bad or not self.counting_statuses:
             raise ValueError(f"counting statuses must be some of {', '.join(ORDER_STATUSES)}")
+        if not _GLOBAL_NAME.match(self.global_name) or self.global_name in _RESERVED:
+            raise ValueError("global name must be a JavaScript identifier, e.g. shopMetrics")
+        if self.tag_path is not None and (
+            not _TAG_PATH.match(self.tag_path) or self.tag_path.startswith(("/api/", "/t/"))
+        ):
+            raise ValueError("tag path must look like /assets/app.js (not under /api/ or /t/)")
         return self
 
 
@@ -77,6 +144,9 @@ class Site:
             "settings": {
                 "attributionWindowDays": self.settings.attribution_window_days,
                 "countingStatuses": list(self.settings.counting_statuses),
+                "globalName": self.settings.global_name,
+                "tagPath": self.settings.tag_path,
+                "consentRequired": self.settings.consent_required,
             },
             "createdAt": self.created_at,
         }
@@ -185,6 +255,7 @@ class SiteDirectory:
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Site, str]] = {}
         self._origins: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._tag_paths: tuple[float, dict[str, str]] = (0.0, {})
         self._lock = threading.Lock()
 
     def by_id(self, site_id: str) -> Site | None:
@@ -204,6 +275,21 @@ class SiteDirectory:
         if found and hmac.compare_digest(found[1], digest):
             return found[0]
         return None
+
+    def by_tag_path(self, path: str) -> Site | None:
+        """The site whose custom tag path this is (looked up again when not cached)."""
+        now = time.monotonic()
+        expires, paths = self._tag_paths
+        if not (expires > now and path in paths):
+            with self._engine.connect() as conn:
+                rows = conn.execute(select(store.sites)).mappings().all()
+            paths = {
+                site.settings.tag_path: site.id
+                for site in map(_site, rows)
+                if site.settings.tag_path
+            }
+            self._tag_paths = (now + self._ttl, paths)
+        return self.by_id(paths[path]) if path in paths else None
 
     def knows_origin(self, origin: str) -> bool:
         """True when any site allows ``origin`` (CORS preflights carry no key to tell which).

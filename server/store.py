@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Engine,
     Index,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     func,
     select,
 )
@@ -57,6 +59,7 @@ sessions = Table(
     Column("url", Text),
     Column("referrer", Text),
     Column("user_agent", Text),
+    Column("bot", Boolean, nullable=False, server_default=false()),  # see server/bots.py
     Column("created_at", String(32), nullable=False),
     UniqueConstraint("site_id", "session_id", name="uq_sessions_site_session"),
     # Attribution looks up a visitor's, or a click's, sessions in a time window.
@@ -252,6 +255,7 @@ def get_session(engine: Engine, site_id: str, session_id: str) -> dict[str, Any]
         "url": row["url"],
         "referrer": row["referrer"],
         "userAgent": row["user_agent"],
+        "bot": bool(row["bot"]),
         "createdAt": row["created_at"],
         "verified": row["verified_at"] is not None,
         "verifiedAt": row["verified_at"],

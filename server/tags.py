@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from calmjs.parse import es5
+from calmjs.parse.unparsers.es5 import minify_print
 from flask import Blueprint, Response, request
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from werkzeug.exceptions import NotFound
 
 from . import services
 from .errors import APIError
@@ -42,10 +45,35 @@ def _environment() -> Environment:
     )
 
 
+#: gzip -9 size the tag must stay within; enforced by a test and by ``firsttag build``.
+TAG_BUDGET_GZIP = 1500
+
+
 def render_tag(site: Site, base_url: str) -> bytes:
-    """The tag of ``site`` talking to the server at ``base_url``."""
-    template = _environment().get_template("tag.js.j2")
-    return template.render(api_url=base_url.rstrip("/"), site_key=site.site_key).encode()
+    """The minified tag of ``site`` talking to the server at ``base_url``.
+
+    The same bytes are served at /t/<id>.js and written by ``firsttag build``.
+    """
+    s = site.settings
+    return _render(site.site_key, s.global_name, s.consent_required, base_url.rstrip("/"))
+
+
+@lru_cache(maxsize=1024)
+def _render(site_key: str, global_name: str, consent: bool, base_url: str) -> bytes:
+    # Minifying takes ~40 ms, so each variant is rendered once per process.
+    source = (
+        _environment()
+        .get_template("tag.js.j2")
+        .render(
+            api_url=base_url + "/api/v1",
+            site_key=site_key,
+            global_name=global_name,
+            consent=consent,
+        )
+    )
+    # calmjs.parse: a real ES5 parser and printer that renames locals (mangling), keeps
+    # the output ES5 for old browsers and GTM, and is pure Python (no Node at run time).
+    return minify_print(es5(source), obfuscate=True, obfuscate_globals=False).encode()
 
 
 def tag_url(site: Site, base_url: str) -> str:
@@ -62,6 +90,19 @@ def snippet(site: Site, base_url: str) -> str:
 def serve_tag(name: str) -> Any:
     """``GET /t/<site id>.js``: the site's tag, cacheable, 304 on a matching ETag."""
     site = services().sites.by_id(name) if _SITE_ID.match(name) else None
+    return _tag_response(site)
+
+
+@bp.get("/<path:path>")
+def serve_tag_at_custom_path(path: str) -> Any:
+    """The tag at a site's own ``tag_path`` (a name that ad blockers do not list)."""
+    site = services().sites.by_tag_path("/" + path) if path.endswith(".js") else None
+    if site is None:
+        raise NotFound()  # any other unknown path: the ordinary JSON 404
+    return _tag_response(site)
+
+
+def _tag_response(site: Site | None) -> Any:
     if site is None:
         raise APIError(404, "unknown_site", "no tag is served at this address")
     body = render_tag(site, services().config.public_url or request.host_url)

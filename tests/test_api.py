@@ -184,10 +184,10 @@ def test_bad_input_gets_a_json_4xx_naming_the_field(client, site):
     not_object = client.post("/api/v1/sessions", data="[1,2]", content_type="text/plain")
     assert not_object.status_code == 400
 
-    wrong = register(client, site, visitorId=123, url="u" * 5000)
+    wrong = register(client, site, visitorId=123, clickId="not a click id!")
     assert wrong.status_code == 400
     fields = {f["field"] for f in wrong.get_json()["error"]["fields"]}
-    assert fields == {"visitorId", "url"}  # every error at once
+    assert fields == {"visitorId", "clickId"}  # every error at once
 
     beacon = client.post(
         "/api/v1/beacon",
@@ -324,3 +324,48 @@ def test_openapi_covers_every_api_route(app, client):
         assert path in doc["paths"], path
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in doc["paths"][path], (path, method)
+
+
+def test_sessions_from_automated_browsers_and_bots_are_flagged(client, site_and_secret, worker):
+    site, secret = site_and_secret
+    chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+    cases = {
+        "a" * 32: ({"webdriver": True}, chrome, True),
+        "b" * 32: ({"webdriver": False}, "curl/8.5.0", True),
+        "c" * 32: ({"webdriver": False}, chrome, False),
+    }
+    keys = {}
+    for session_id, (extra, ua, _) in cases.items():
+        body = {"siteKey": site.site_key, "visitorId": VISITOR, "sessionId": session_id, **extra}
+        response = client.post(
+            "/api/v1/sessions", data=json.dumps(body), headers={"User-Agent": ua}
+        )
+        keys[session_id] = response.get_json()["sessionKey"]
+    for session_id, (_, _, bot) in cases.items():
+        stored = wait_until(
+            lambda k=keys[session_id]: (
+                (r := secret_get(client, f"/api/v1/sessions/{k}", secret)).status_code == 200
+                and r.get_json()
+            ),
+            what="stored session",
+        )
+        assert stored["bot"] is bot, session_id
+
+
+def test_long_page_urls_are_cut_not_refused(client, site):
+    long_url = "https://shop.example/?q=" + "x" * 5000
+    response = register(client, site, url=long_url)
+    assert response.status_code == 200
+    beacon = client.post(
+        "/api/v1/beacon",
+        data=json.dumps(
+            {
+                "siteKey": site.site_key,
+                "id": "l" * 16,
+                "name": "Buy",
+                "visitorId": VISITOR,
+                "url": long_url,
+            }
+        ),
+    )
+    assert beacon.status_code == 202

@@ -87,7 +87,13 @@ def test_site_settings_from_the_cli(tmp_path):
         str(tmp_path),
     )
     site = json.loads(created.stdout)
-    assert site["settings"] == {"attributionWindowDays": 14, "countingStatuses": ["completed"]}
+    assert site["settings"] == {
+        "attributionWindowDays": 14,
+        "countingStatuses": ["completed"],
+        "globalName": "firsttag",
+        "tagPath": None,
+        "consentRequired": False,
+    }
     updated = run_cli(
         "sites",
         "update",
@@ -100,10 +106,9 @@ def test_site_settings_from_the_cli(tmp_path):
         str(tmp_path),
     )
     assert updated.returncode == 0, updated.stderr
-    assert json.loads(updated.stdout)["settings"] == {
-        "attributionWindowDays": 14,
-        "countingStatuses": ["completed", "processing"],
-    }
+    settings = json.loads(updated.stdout)["settings"]
+    assert settings["attributionWindowDays"] == 14
+    assert settings["countingStatuses"] == ["completed", "processing"]
     bad = run_cli(
         "sites", "update", site["id"], "--attribution-days", "0", "--data-dir", str(tmp_path)
     )
