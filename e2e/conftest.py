@@ -25,6 +25,8 @@ from tests.support import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
+    # www.shop.test and shop.test reach the demo shop: cookie-domain tests need real names.
+    "--host-resolver-rules=MAP shop.test 127.0.0.1, MAP *.shop.test 127.0.0.1",
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -64,6 +66,8 @@ class Shop:
 
     url: str
     orders: list[dict[str, str]] = field(default_factory=list)
+    #: Pages a test composes, served at /p/<name>.
+    pages: dict[str, str] = field(default_factory=dict)
     webhook_answers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -115,7 +119,7 @@ class Serve:
             ).read_text()
             return False
 
-    def create_site(self, origin: str) -> dict[str, Any]:
+    def create_site(self, origin: str, *options: str) -> dict[str, Any]:
         """`firsttag sites create`, as printed."""
         created = subprocess.run(
             [
@@ -132,6 +136,7 @@ class Serve:
                 self.url,
                 "--data-dir",
                 str(self.data_dir),
+                *options,
             ],
             env=self.env,
             capture_output=True,
@@ -293,6 +298,10 @@ location.href = '/done';"""
     @app.get("/done")
     def done() -> str:
         return page("Done", "<p>Done</p>", head="")
+
+    @app.get("/p/<name>")
+    def composed(name: str) -> str:
+        return shop.pages[name]
 
     @app.get("/twice")
     def twice() -> str:

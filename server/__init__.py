@@ -54,13 +54,14 @@ def create_app(config: Config | None = None) -> Flask:
         session_keys=SessionKeys(config.secret_key),
     )
 
-    from . import analytics, api, tags, tracking
+    from . import analytics, api, gtm, tags, tracking
 
     errors.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(gtm.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 

@@ -72,6 +72,61 @@ def worker(burst: bool, data_dir: str | None) -> None:
     DrainingWorker([config.queue_name], connection=connection).work(burst=burst)
 
 
+@main.command("build")
+@click.option(
+    "--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory."
+)
+@click.option("--site", "site_ids", multiple=True, help="Only this site (repeatable).")
+@click.option(
+    "--base-url",
+    default=None,
+    help="Public URL of this server (default: $FIRSTTAG_PUBLIC_URL or http://127.0.0.1:8000).",
+)
+@click.option(
+    "--budget", type=int, default=None, help="Largest gzip -9 size a tag may have (default 1500)."
+)
+@data_dir_option
+def build_command(
+    out: str,
+    site_ids: tuple[str, ...],
+    base_url: str | None,
+    budget: int | None,
+    data_dir: str | None,
+) -> None:
+    """Write every site's tag (hashed, .gz, .br), GTM files and manifest.json to --out."""
+    from pathlib import Path
+
+    from firsttag_build import build
+
+    from .sites import list_sites
+    from .tags import TAG_BUDGET_GZIP
+
+    config = _config(data_dir)
+    sites = list_sites(store.connect(config.database_url))
+    if site_ids:
+        unknown = set(site_ids) - {s.id for s in sites}
+        if unknown:
+            raise click.BadParameter(f"no such site: {', '.join(sorted(unknown))}")
+        sites = [s for s in sites if s.id in site_ids]
+    base = base_url or config.public_url or "http://127.0.0.1:8000"
+
+    if not sites:
+        raise click.UsageError("no sites to build: create one with `firsttag sites create`")
+    if sys.stderr.isatty() and len(sites) > 1:  # progress only where a person watches
+        with click.progressbar(length=len(sites), label="building", file=sys.stderr) as bar:
+            results = build(sites, Path(out), base, on_built=lambda _: bar.update(1))
+    else:
+        results = build(sites, Path(out), base)
+    for r in results:
+        click.echo(f"{r.site_id}  raw {r.raw:,} B  gzip {r.gzip:,} B  brotli {r.brotli:,} B")
+    limit = budget or TAG_BUDGET_GZIP
+    over = [r for r in results if r.gzip > limit]
+    if over:
+        names = ", ".join(f"{r.site_id} ({r.gzip:,} B)" for r in over)
+        click.echo(f"error: over the {limit:,} B gzip budget: {names}", err=True)
+        sys.exit(1)
+
+
 @main.command()
 def apidocs() -> None:
     """Print the payload field reference (Markdown) generated from the schemas."""

@@ -30,9 +30,12 @@ from sqlalchemy import (
     event,
     false,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData()
 
@@ -141,7 +144,26 @@ def connect(database_url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a database made by an older firsttag up to date.
+
+    Schema changes so far only add columns (nullable or with a default) and indexes, so
+    upgrading is additive: ALTER TABLE … ADD COLUMN for what an existing table lacks.
+    """
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,120 @@
+"""The tag's tougher parts in Chromium: GTM install, consent, names, bots, frames, cookies."""
+
+from __future__ import annotations
+
+import re
+
+import requests
+
+from tests.support import wait_until
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def page_with(head: str, body: str = "") -> str:
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
+
+
+def test_gtm_custom_html_installs_the_tag(browser, firsttag, shop):
+    html = requests.get(f"{firsttag.url}/gtm/{firsttag.site['id']}/custom-html", timeout=10).text
+    shop.pages["gtm"] = page_with("", html)  # as GTM injects a Custom HTML tag: in the body
+    page = browser.new_page()
+    page.goto(shop.url + "/p/gtm")
+    key = wait_until(lambda: page.evaluate("sessionStorage.getItem('cl_sk')"), 15, "cl_sk")
+    assert page.evaluate("firsttag.getIdentity().sessionKey") == key
+    page.close()
+
+
+def test_consent_mode_custom_global_and_custom_path(browser, firsttag, shop, tmp_path):
+    from e2e.conftest import Serve
+
+    admin = Serve(firsttag.data_dir)
+    admin.url = firsttag.url
+    site = admin.create_site(
+        shop.url,
+        "--consent-required",
+        "--global-name",
+        "shopMetrics",
+        "--tag-path",
+        "/assets/m-3f9a.js",
+    )
+    shop.pages["consent"] = page_with(f'<script src="{firsttag.url}/assets/m-3f9a.js"></script>')
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(shop.url + "/p/consent?dub_id=clk_consent")
+    wait_until(
+        lambda: page.evaluate("!!(window.shopMetrics && shopMetrics.getIdentity().sessionKey)"),
+        15,
+        "the tag under its own name to register",
+    )
+    assert page.evaluate("typeof window.firsttag") == "undefined"
+    ident = page.evaluate("shopMetrics.getIdentity()")
+    assert HEX32.match(ident["visitorId"]) and ident["clickId"] == "clk_consent"
+    stored = page.evaluate("[localStorage.length, sessionStorage.length, document.cookie]")
+    assert stored == [0, 0, ""]  # nothing written before consent
+    page.evaluate("shopMetrics.consent(true)")
+    assert page.evaluate("localStorage.getItem('ft_vid')") == ident["visitorId"]
+    assert page.evaluate("sessionStorage.getItem('cl_sk')") == ident["sessionKey"]
+    assert "dub_id=clk_consent" in page.evaluate("document.cookie")
+    assert site["settings"]["consentRequired"] is True and errors == []
+    context.close()
+
+
+def test_automated_browsers_are_flagged_and_people_are_not(browser, firsttag, shop):
+    def session_of(context) -> dict:
+        page = context.new_page()
+        page.goto(shop.url + "/")
+        key = wait_until(lambda: page.evaluate("sessionStorage.getItem('cl_sk')"), 15, "cl_sk")
+        return wait_until(
+            lambda: (r := firsttag.api(f"/api/v1/sessions/{key}")).ok and r.json(),
+            20,
+            "the stored session",
+        )
+
+    robot = browser.new_context()  # Playwright sets navigator.webdriver
+    assert session_of(robot)["bot"] is True
+    person = browser.new_context(
+        user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+    )
+    person.add_init_script("Object.defineProperty(navigator, 'webdriver', {get: () => false})")
+    assert session_of(person)["bot"] is False
+    robot.close()
+    person.close()
+
+
+def test_sandboxed_iframe_without_storage_or_cookies(browser, firsttag, shop):
+    shop.pages["inner"] = page_with(firsttag.site["tag"].replace(" async", ""))
+    shop.pages["outer"] = page_with("", '<iframe sandbox="allow-scripts" src="/p/inner"></iframe>')
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(shop.url + "/p/outer")
+    frame = wait_until(lambda: len(page.frames) > 1 and page.frames[1], 10, "the iframe")
+    ident = wait_until(
+        lambda: frame.evaluate("window.firsttag && firsttag.getIdentity()"),
+        10,
+        "the tag in the sandboxed frame",
+    )
+    assert HEX32.match(ident["visitorId"]) and HEX32.match(ident["sessionId"])
+    assert frame.evaluate("typeof firsttag.convert('Framed', {value: 1})") == "string"
+    assert errors == []
+    page.close()
+
+
+def test_dub_id_cookie_is_shared_by_www_and_apex(browser, firsttag, shop):
+    port = shop.url.rsplit(":", 1)[1]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"http://www.shop.test:{port}/?dub_id=clk_www")
+    wait_until(lambda: "dub_id=clk_www" in page.evaluate("document.cookie"), 10, "the cookie")
+    (cookie,) = [c for c in context.cookies() if c["name"] == "dub_id"]
+    assert cookie["domain"] in (".shop.test", "shop.test")  # not host-only, not ".test"
+    assert not [c for c in context.cookies() if c["name"] == "_ftp"]  # the probe is removed
+    page.goto(f"http://shop.test:{port}/")
+    assert page.evaluate("firsttag.getIdentity().clickId") == "clk_www"
+    bad = context.new_page()
+    bad.goto(f"http://shop.test:{port}/?dub_id=<script>")
+    assert bad.evaluate("firsttag.getIdentity().clickId") == "clk_www"  # invalid one ignored
+    context.close()
