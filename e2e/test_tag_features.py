@@ -118,3 +118,47 @@ def test_dub_id_cookie_is_shared_by_www_and_apex(browser, firsttag, shop):
     bad.goto(f"http://shop.test:{port}/?dub_id=<script>")
     assert bad.evaluate("firsttag.getIdentity().clickId") == "clk_www"  # invalid one ignored
     context.close()
+
+
+def stored_with_order(firsttag, order_id: str) -> list[dict]:
+    return [
+        c
+        for c in firsttag.api("/api/v1/conversions?limit=500").json()["data"]
+        if c["orderId"] == order_id
+    ]
+
+
+def test_a_failed_conversion_is_resent_on_the_next_page_and_counted_once(browser, firsttag, shop):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(shop.url + "/")
+    wait_until(lambda: page.evaluate("sessionStorage.getItem('cl_sk')"), 15, "cl_sk")
+    page.route("**/api/v1/beacon", lambda route: route.fulfill(status=503, body="down"))
+    with page.expect_response("**/api/v1/beacon") as failed:
+        page.evaluate("firsttag.convert('Retry', {orderId: 'retry_1', value: 700})")
+    assert failed.value.status == 503
+    assert "retry_1" in page.evaluate("localStorage.getItem('ft_q')")  # kept for later
+    page.unroute("**/api/v1/beacon")
+    with page.expect_response("**/api/v1/beacon") as resent:
+        page.goto(shop.url + "/checkout")  # the next page view re-sends it
+    assert resent.value.status == 202
+    wait_until(
+        lambda: "retry_1" not in (page.evaluate("localStorage.getItem('ft_q')") or ""),
+        10,
+        "the queue to forget it",
+    )
+    page.goto(shop.url + "/")  # nothing left to send again
+    wait_until(lambda: stored_with_order(firsttag, "retry_1"), 20, "the re-sent conversion")
+    assert len(stored_with_order(firsttag, "retry_1")) == 1
+    context.close()
+
+
+def test_send_beacon_is_the_fallback_without_fetch(browser, firsttag, shop):
+    context = browser.new_context()
+    context.add_init_script("delete window.fetch")
+    page = context.new_page()
+    page.goto(shop.url + "/")
+    page.evaluate("firsttag.convert('NoFetch', {orderId: 'beacon_1', value: 5})")
+    found = wait_until(lambda: stored_with_order(firsttag, "beacon_1"), 20, "the beacon")
+    assert found[0]["name"] == "NoFetch"
+    context.close()

@@ -54,7 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
         session_keys=SessionKeys(config.secret_key),
     )
 
-    from . import analytics, api, gtm, tags, tracking
+    from . import analytics, api, gtm, install, tags, tracking
 
     errors.register(app)
     app.register_blueprint(tags.bp)
@@ -62,6 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(tracking.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(gtm.bp)
+    app.register_blueprint(install.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 

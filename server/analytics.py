@@ -174,9 +174,12 @@ def _date_arg(name: str, default: date) -> date:
     if not raw:
         return default
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         raise field_error(name, "must be a date as YYYY-MM-DD") from None
+    if not date(2000, 1, 1) <= value <= date(2999, 12, 31):
+        raise field_error(name, "must be between 2000-01-01 and 2999-12-31")
+    return value
 
 
 @bp.get("/funnel")

@@ -199,6 +199,7 @@ def sites_create(
     data_dir: str | None,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
+    from .install import install_link
     from .sites import Settings, create_site
     from .tags import snippet
 
@@ -217,7 +218,12 @@ def sites_create(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     base = base_url or config.public_url or "http://127.0.0.1:8000"
-    out = {**site.public_dict(), "secretKey": secret_key, "tag": snippet(site, base)}
+    out = {
+        **site.public_dict(),
+        "secretKey": secret_key,
+        "tag": snippet(site, base),
+        "installUrl": install_link(site, base, config.secret_key),
+    }
     click.echo(json.dumps(out, indent=2))
 
 

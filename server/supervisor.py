@@ -8,6 +8,7 @@ A worker that dies is restarted; if the web server dies, everything stops.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,15 +38,35 @@ class Child:
         )
 
     def stop(self, timeout: float) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM the child's whole process group, SIGKILL what is left after ``timeout``.
+
+        The group matters: granian's worker processes hold the listening socket and may
+        outlive its main process; until they are gone, the port still answers.
+        """
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
+        group = self.process.pid  # start_new_session made the child a group leader
+        _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(group, signal.SIGKILL)
+        self.process.wait()
+
+
+def _signal_group(group: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, sig)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _die_with_parent() -> None:

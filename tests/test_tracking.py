@@ -610,3 +610,12 @@ def test_a_newer_updated_at_with_the_same_status_advances_the_order(backend, wor
     assert post(status="processing", updatedAt=t1)["duplicate"] is True
     assert post(status="on-hold", updatedAt=half)["stale"] is True
     backend.conversion("o3", status="processing")
+
+
+def test_analytics_dates_out_of_range_are_a_400_not_a_crash(backend):
+    for query in ("end=9999-12-31", "end=0001-01-05", "start=0001-01-01&end=0001-01-02"):
+        response = requests.get(
+            f"{backend.url}/api/v1/analytics/funnel?{query}", headers=backend.headers, timeout=10
+        )
+        assert response.status_code == 400, query
+        assert response.json()["error"]["fields"][0]["field"] in ("start", "end")

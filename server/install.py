@@ -1,0 +1,151 @@
+"""The install page of a site: the snippet with SRI, GTM downloads, forms, back-end examples.
+
+Open with the secret key (``Authorization: Bearer sk_…``) or with the signed link that
+``firsttag sites create`` prints (valid for :data:`LINK_MAX_AGE` seconds). Only the
+publishable key appears on the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, Response, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from . import services
+from .errors import APIError
+from .sites import Site
+from .tags import render_tag, tag_url, templates_dir
+from .web import secret_site
+
+bp = Blueprint("install", __name__)
+
+LINK_MAX_AGE = 7 * 24 * 3600
+
+
+def _links(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="firsttag.install-link")
+
+
+def install_link(site: Site, base_url: str, server_secret: str) -> str:
+    """A signed, expiring link to the install page of ``site``."""
+    token = _links(server_secret).dumps(site.id)
+    return f"{base_url.rstrip('/')}/sites/{site.id}/install?token={token}"
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(templates_dir()), autoescape=select_autoescape(["html", "j2"])
+    )
+
+
+def _examples(site: Site, base: str) -> list[dict[str, Any]]:
+    env_key = "process.env.FIRSTTAG_SECRET_KEY"  # a reference, never the key itself
+    order = {
+        "orderId": "ord_1",
+        "storeId": "store_1",
+        "organizationId": "org_1",
+        "visitorId": "<visitorId from the form>",
+        "sessionId": "<sessionId from the form>",
+        "totalCents": 4900,
+        "currency": "EUR",
+        "platform": "custom",
+        "status": "completed",
+        "orderCreatedAt": "2026-01-01T12:00:00Z",
+        "items": [{"productId": "mug", "quantity": 2, "priceCents": 2450, "totalCents": 4900}],
+    }
+    lead = {"clickId": "<dub_id cookie>", "eventName": "Sign Up", "customerExternalId": "user_1"}
+    sale = {"customerExternalId": "user_1", "amount": 4900, "currency": "EUR", "invoiceId": "inv_1"}
+    conversion = {
+        "name": "Subscription Activated",
+        "visitor_id": "<visitorId>",
+        "order_id": "sub_1",
+        "value": 4900,
+        "currency": "EUR",
+    }
+    out = []
+    for title, path, body in (
+        ("An order (Selektable webhook)", "/api/webhooks/orders", order),
+        ("A lead (Dub track.lead)", "/api/v1/track/lead", lead),
+        ("A sale (Dub track.sale)", "/api/v1/track/sale", sale),
+        ("A server-side conversion", "/api/v1/conversions", conversion),
+    ):
+        url = base + path
+        pretty = json.dumps(body, indent=2)
+        out.append(
+            {
+                "title": title,
+                "code": [
+                    (
+                        "Node.js",
+                        f"await fetch('{url}', {{\n  method: 'POST',\n  headers: {{\n"
+                        f"    'Content-Type': 'application/json',\n"
+                        f"    'Authorization': 'Bearer ' + {env_key}\n  }},\n"
+                        f"  body: JSON.stringify({pretty})\n}});",
+                    ),
+                    (
+                        "Python",
+                        f"import os, requests\nrequests.post(\n    '{url}',\n    json={pretty},\n"
+                        "    headers={'Authorization': 'Bearer ' + "
+                        "os.environ['FIRSTTAG_SECRET_KEY']},\n)",
+                    ),
+                    (
+                        "cURL",
+                        f"curl -X POST {url} \\\n  -H 'Content-Type: application/json' \\\n"
+                        '  -H "Authorization: Bearer $FIRSTTAG_SECRET_KEY" \\\n'
+                        f"  -d '{json.dumps(body)}'",
+                    ),
+                ],
+            }
+        )
+    return out
+
+
+@bp.get("/sites/<site_id>/install")
+def install_page(site_id: str) -> Response:
+    """The install page (secret key, or the signed link from ``sites create``)."""
+    s = services()
+    token = request.args.get("token")
+    if token is not None:
+        try:
+            signed_id = _links(s.config.secret_key).loads(token, max_age=LINK_MAX_AGE)
+        except BadSignature:
+            raise APIError(401, "invalid_link", "this install link is invalid or expired") from None
+        site = s.sites.by_id(site_id) if signed_id == site_id else None
+    else:
+        site = secret_site()
+        site = site if site.id == site_id else None
+    if site is None:
+        raise APIError(404, "unknown_site", "no such site")
+    base = (s.config.public_url or request.host_url).rstrip("/")
+    tag = render_tag(site, base)
+    integrity = "sha384-" + base64.b64encode(hashlib.sha384(tag).digest()).decode()
+    script = (
+        f'<script src="{tag_url(site, base)}" integrity="{integrity}" '
+        'crossorigin="anonymous" async></script>'
+    )
+    html = (
+        _environment()
+        .get_template("install.html.j2")
+        .render(
+            site=site,
+            script_tag=script,
+            examples=_examples(site, base),
+            gtm={
+                "custom_html": f"{base}/gtm/{site.id}/custom-html",
+                "template": f"{base}/gtm/{site.id}/template.tpl",
+                "container": f"{base}/gtm/{site.id}/container.json",
+            },
+        )
+    )
+    response = Response(html, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
