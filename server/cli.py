@@ -170,6 +170,20 @@ def settings_options(command: Any) -> Any:
     )(command)
 
 
+def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~server.sites.Settings` fields that :func:`settings_options` set.
+
+    An option that was not given maps to None, which leaves the setting as it is.
+    """
+    return {
+        "attribution_window_days": options["attribution_days"],
+        "counting_statuses": tuple(options["counting_statuses"]) or None,
+        "global_name": options["global_name"],
+        "tag_path": options["tag_path"],
+        "consent_required": options["consent_required"],
+    }
+
+
 @sites.command("create")
 @click.option("--name", required=True, help="A name for the site.")
 @click.option(
@@ -191,12 +205,8 @@ def sites_create(
     name: str,
     origins: tuple[str, ...],
     base_url: str | None,
-    attribution_days: int | None,
-    counting_statuses: tuple[str, ...],
-    global_name: str | None,
-    tag_path: str | None,
-    consent_required: bool | None,
     data_dir: str | None,
+    **options: Any,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
     from .install import install_link
@@ -204,13 +214,8 @@ def sites_create(
     from .tags import snippet
 
     config = _config(data_dir)
-    settings = Settings(
-        attribution_window_days=attribution_days or Settings.attribution_window_days,
-        counting_statuses=counting_statuses or Settings.counting_statuses,
-        global_name=global_name or Settings.global_name,
-        tag_path=tag_path,
-        consent_required=bool(consent_required),
-    )
+    given = {k: v for k, v in _settings_changes(options).items() if v is not None}
+    settings = Settings(**given)
     try:
         site, secret_key = create_site(
             store.connect(config.database_url), name, list(origins), settings
@@ -231,28 +236,14 @@ def sites_create(
 @click.argument("site_id")
 @settings_options
 @data_dir_option
-def sites_update(
-    site_id: str,
-    attribution_days: int | None,
-    counting_statuses: tuple[str, ...],
-    global_name: str | None,
-    tag_path: str | None,
-    consent_required: bool | None,
-    data_dir: str | None,
-) -> None:
+def sites_update(site_id: str, data_dir: str | None, **options: Any) -> None:
     """Change a site's settings; prints the site (running servers see it within 10 s)."""
     from .sites import update_settings
 
     config = _config(data_dir)
     try:
         site = update_settings(
-            store.connect(config.database_url),
-            site_id,
-            attribution_window_days=attribution_days,
-            counting_statuses=list(counting_statuses) or None,
-            global_name=global_name,
-            tag_path=tag_path,
-            consent_required=consent_required,
+            store.connect(config.database_url), site_id, **_settings_changes(options)
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
