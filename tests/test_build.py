@@ -13,13 +13,19 @@ import sys
 import brotli
 
 from server import store
+from tests.support import config_env
 
 BASE = "https://tags.shop.example"
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(config, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with the test's configuration (SQLite or PostgreSQL, as the fixture chose)."""
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=config_env(config),
     )
 
 
@@ -27,10 +33,14 @@ def test_build_matches_the_server_and_is_reproducible(tmp_path, config, client, 
     from server.tags import TAG_BUDGET_GZIP
 
     env_dir = str(config.data_dir)
-    first = run("build", "--out", str(tmp_path / "a"), "--base-url", BASE, "--data-dir", env_dir)
+    first = run(
+        config, "build", "--out", str(tmp_path / "a"), "--base-url", BASE, "--data-dir", env_dir
+    )
     assert first.returncode == 0, first.stderr
     assert f"{site.id}  raw" in first.stdout and "gzip" in first.stdout
-    again = run("build", "--out", str(tmp_path / "b"), "--base-url", BASE, "--data-dir", env_dir)
+    again = run(
+        config, "build", "--out", str(tmp_path / "b"), "--base-url", BASE, "--data-dir", env_dir
+    )
     assert again.returncode == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*"))
@@ -64,11 +74,19 @@ def test_build_matches_the_server_and_is_reproducible(tmp_path, config, client, 
 
 def test_build_fails_clearly_over_budget_and_for_unknown_sites(tmp_path, config, site):
     over = run(
-        "build", "--out", str(tmp_path), "--budget", "100", "--data-dir", str(config.data_dir)
+        config,
+        "build",
+        "--out",
+        str(tmp_path),
+        "--budget",
+        "100",
+        "--data-dir",
+        str(config.data_dir),
     )
     assert over.returncode == 1
     assert f"over the 100 B gzip budget: {site.id}" in over.stderr
     unknown = run(
+        config,
         "build",
         "--out",
         str(tmp_path),
