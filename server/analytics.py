@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, func, or_, select, true
 
 from . import services, store
 from .errors import field_error
@@ -34,7 +34,14 @@ def _range(start: date, end: date) -> tuple[str, str]:
     return f"{start.isoformat()}T00:00:00", f"{(end + timedelta(days=1)).isoformat()}T00:00:00"
 
 
-def funnel(engine: Engine, site: Site, start: date, end: date) -> dict[str, Any]:
+def _human(exclude_bots: bool) -> Any:
+    # Sessions of automated browsers and known bots (server/bots.py) are not clicks.
+    return store.sessions.c.bot.is_(False) if exclude_bots else true()
+
+
+def funnel(
+    engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
+) -> dict[str, Any]:
     """Clicks, leads and sales in [start, end], with conversion and drop-off rates."""
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
@@ -42,6 +49,7 @@ def funnel(engine: Engine, site: Site, start: date, end: date) -> dict[str, Any]
         clicks = conn.execute(
             select(func.count(func.distinct(s.c.click_id))).where(
                 s.c.site_id == site.id,
+                _human(exclude_bots),
                 s.c.click_id.is_not(None),
                 s.c.created_at >= lo,
                 s.c.created_at < hi,
@@ -106,7 +114,9 @@ def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> A
     return out
 
 
-def timeseries(engine: Engine, site: Site, start: date, end: date) -> dict[str, Any]:
+def timeseries(
+    engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
+) -> dict[str, Any]:
     """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency."""
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
@@ -117,6 +127,7 @@ def timeseries(engine: Engine, site: Site, start: date, end: date) -> dict[str, 
                 select(s_day, func.count(func.distinct(s.c.click_id)))
                 .where(
                     s.c.site_id == site.id,
+                    _human(exclude_bots),
                     s.c.click_id.is_not(None),
                     s.c.created_at >= lo,
                     s.c.created_at < hi,
@@ -158,6 +169,10 @@ def timeseries(engine: Engine, site: Site, start: date, end: date) -> dict[str, 
     return {"start": start.isoformat(), "end": end.isoformat(), "data": days}
 
 
+def _exclude_bots() -> bool:
+    return request.args.get("excludeBots") in ("1", "true")
+
+
 def _dates() -> tuple[date, date]:
     today = date.today()
     end = _date_arg("end", today)
@@ -186,11 +201,11 @@ def _date_arg(name: str, default: date) -> date:
 def funnel_view() -> Any:
     """``GET /api/v1/analytics/funnel?start=YYYY-MM-DD&end=YYYY-MM-DD`` (default: 30 days)."""
     site = secret_site()
-    return funnel(services().engine, site, *_dates())
+    return funnel(services().engine, site, *_dates(), exclude_bots=_exclude_bots())
 
 
 @bp.get("/timeseries")
 def timeseries_view() -> Any:
     """``GET /api/v1/analytics/timeseries?start=…&end=…``: one entry per day."""
     site = secret_site()
-    return timeseries(services().engine, site, *_dates())
+    return timeseries(services().engine, site, *_dates(), exclude_bots=_exclude_bots())

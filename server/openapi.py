@@ -47,6 +47,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 _DATES = [
     _query("start", {"type": "string", "format": "date"}, "first day (default: 30 days ago)"),
     _query("end", {"type": "string", "format": "date"}, "last day (default: today)"),
+    _query(
+        "excludeBots",
+        {"type": "string", "enum": ["1", "true"]},
+        "leave out clicks of sessions flagged as bots",
+    ),
 ]
 _PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (50)"),

@@ -619,3 +619,19 @@ def test_analytics_dates_out_of_range_are_a_400_not_a_crash(backend):
         )
         assert response.status_code == 400, query
         assert response.json()["error"]["fields"][0]["field"] in ("start", "end")
+
+
+def test_bot_clicks_can_be_left_out_of_the_counts(backend, site, engine):
+    from sqlalchemy import update
+
+    add_session(engine, site.id, "h" * 32, "h1" * 16, "clk_human", timedelta(hours=1))
+    add_session(engine, site.id, "r" * 32, "r1" * 16, "clk_robot", timedelta(hours=1))
+    with engine.begin() as conn:
+        conn.execute(
+            update(store.sessions).where(store.sessions.c.click_id == "clk_robot").values(bot=True)
+        )
+    today = datetime.now(UTC).date().isoformat()
+    assert backend.funnel()["steps"][0]["count"] == 2
+    assert backend.get("/api/v1/analytics/funnel?excludeBots=1")["steps"][0]["count"] == 1
+    series = backend.get(f"/api/v1/analytics/timeseries?start={today}&end={today}&excludeBots=1")
+    assert series["data"][0]["clicks"] == 1
