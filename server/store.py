@@ -39,6 +39,10 @@ from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData()
 
+# 64-bit row IDs (BIGSERIAL on PostgreSQL: 2^31 rows is weeks of sustained traffic);
+# on SQLite, INTEGER PRIMARY KEY is already the 64-bit rowid.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
 sites = Table(
     "sites",
     metadata,
@@ -54,7 +58,7 @@ sites = Table(
 sessions = Table(
     "sessions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("site_id", String(32), nullable=False),
     Column("session_id", String(64), nullable=False),
     Column("visitor_id", String(64), nullable=False),
@@ -87,7 +91,7 @@ session_verifications = Table(
 conversions = Table(
     "conversions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
     Column("site_id", String(32), nullable=False),
     Column("dedup_key", String(512), nullable=False),
     Column("kind", String(16), nullable=False, server_default="conversion"),  # lead|sale|…

@@ -369,3 +369,11 @@ def test_long_page_urls_are_cut_not_refused(client, site):
         ),
     )
     assert beacon.status_code == 202
+
+
+def test_huge_cursors_are_an_empty_page_not_a_crash(client, site_and_secret):
+    _, secret = site_and_secret
+    for cursor in (2**31, 2**40, 2**62):
+        page = secret_get(client, f"/api/v1/conversions?cursor={cursor}", secret)
+        assert page.status_code == 200, cursor
+        assert page.get_json() == {"data": [], "nextCursor": None}
