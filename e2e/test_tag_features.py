@@ -38,6 +38,12 @@ def test_consent_mode_custom_global_and_custom_path(browser, firsttag, shop, tmp
         "--tag-path",
         "/assets/m-3f9a.js",
     )
+    # A new tag path is served within a second (the site index refreshes at most that often).
+    wait_until(
+        lambda: requests.get(f"{firsttag.url}/assets/m-3f9a.js", timeout=5).ok,
+        10,
+        "the new tag path",
+    )
     shop.pages["consent"] = page_with(f'<script src="{firsttag.url}/assets/m-3f9a.js"></script>')
     context = browser.new_context()
     page = context.new_page()

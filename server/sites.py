@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -243,19 +244,31 @@ def _site(row: Any) -> Site:
     )
 
 
+#: A miss rebuilds the site index at most this often (misses are free to send).
+MISS_REFRESH_S = 1.0
+
+
+@dataclass(frozen=True)
+class _SiteIndex:
+    built_at: float
+    origins: frozenset[str] = frozenset()
+    tag_paths: dict[str, str] = field(default_factory=dict)
+
+
 class SiteDirectory:
     """Looks sites up by id, publishable key or secret key, with a short-lived cache.
 
     Every browser request needs its site, so found sites are cached for ``ttl`` seconds;
-    misses are not cached, so a site created a moment ago is found at once.
+    misses by id or key are not cached (an indexed one-row query), so a site created a
+    moment ago is found at once. Origins and tag paths come from a small index of all
+    sites (see :meth:`_index`).
     """
 
     def __init__(self, engine: Engine, ttl: float = 10.0) -> None:
         self._engine = engine
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Site, str]] = {}
-        self._origins: tuple[float, frozenset[str]] = (0.0, frozenset())
-        self._tag_paths: tuple[float, dict[str, str]] = (0.0, {})
+        self._site_index = _SiteIndex(built_at=-MISS_REFRESH_S - ttl)
         self._lock = threading.Lock()
 
     def by_id(self, site_id: str) -> Site | None:
@@ -277,36 +290,37 @@ class SiteDirectory:
         return None
 
     def by_tag_path(self, path: str) -> Site | None:
-        """The site whose custom tag path this is (looked up again when not cached)."""
-        now = time.monotonic()
-        expires, paths = self._tag_paths
-        if not (expires > now and path in paths):
-            with self._engine.connect() as conn:
-                rows = conn.execute(select(store.sites)).mappings().all()
-            paths = {
-                site.settings.tag_path: site.id
-                for site in map(_site, rows)
-                if site.settings.tag_path
-            }
-            self._tag_paths = (now + self._ttl, paths)
-        return self.by_id(paths[path]) if path in paths else None
+        """The site whose custom tag path this is."""
+        site_id = self._index(lambda index: path in index.tag_paths).tag_paths.get(path)
+        return self.by_id(site_id) if site_id else None
 
     def knows_origin(self, origin: str) -> bool:
-        """True when any site allows ``origin`` (CORS preflights carry no key to tell which).
-
-        An origin missing from the cached set is looked up again, so a site created a
-        moment ago is allowed at once.
-        """
+        """True when any site allows ``origin`` (CORS preflights carry no key to tell which)."""
         origin = origin.lower()
+        return origin in self._index(lambda index: origin in index.origins).origins
+
+    def _index(self, found: Callable[[_SiteIndex], bool]) -> _SiteIndex:
+        """Every site's origins and tag path, from one scan of the sites table.
+
+        Rebuilt when older than the TTL, or when ``found`` says the answer is missing, so a
+        site created a moment ago works at once; but at most once a second, because misses
+        come from requests anyone can send (random paths, random Origin headers).
+        """
         now = time.monotonic()
-        expires, known = self._origins
-        if expires > now and origin in known:
-            return True
+        index = self._site_index
+        if now < index.built_at + self._ttl and (
+            found(index) or now < index.built_at + MISS_REFRESH_S
+        ):
+            return index
         with self._engine.connect() as conn:
-            rows = conn.execute(select(store.sites.c.origins)).scalars()
-            known = frozenset(o for raw in rows for o in json.loads(raw))
-        self._origins = (now + self._ttl, known)
-        return origin in known
+            sites = [_site(row) for row in conn.execute(select(store.sites)).mappings()]
+        index = _SiteIndex(
+            built_at=now,
+            origins=frozenset(o for site in sites for o in site.origins),
+            tag_paths={s.settings.tag_path: s.id for s in sites if s.settings.tag_path},
+        )
+        self._site_index = index
+        return index
 
     def _lookup(self, column: str, value: str) -> tuple[Site, str] | None:
         now = time.monotonic()

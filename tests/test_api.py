@@ -377,3 +377,31 @@ def test_huge_cursors_are_an_empty_page_not_a_crash(client, site_and_secret):
         page = secret_get(client, f"/api/v1/conversions?cursor={cursor}", secret)
         assert page.status_code == 200, cursor
         assert page.get_json() == {"data": [], "nextCursor": None}
+
+
+def test_unknown_origins_and_paths_cannot_make_the_server_rescan_sites(app, site):
+    from sqlalchemy import event
+
+    engine = app.extensions["firsttag"].engine
+    scans = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM sites" in statement:
+            scans.append(statement)
+
+    client = app.test_client()
+    assert app.extensions["firsttag"].sites.knows_origin(ORIGIN)  # builds the index once
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for n in range(200):
+            client.options(
+                "/api/v1/sessions",
+                headers={
+                    "Origin": f"https://x{n}.example",
+                    "Access-Control-Request-Method": "POST",
+                },
+            )
+            client.get(f"/random-{n}.js")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(scans) <= 2  # at most one rebuild a second, not one per request
