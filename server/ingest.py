@@ -126,10 +126,6 @@ class EventBuffer:
         raw = self.redis.get(CLAIM_PREFIX + claim_key)
         return json.loads(raw) if raw else None
 
-    def claimed(self, claim_key: str) -> bool:
-        """True while Redis remembers ``claim_key``."""
-        return bool(self.redis.exists(CLAIM_PREFIX + claim_key))
-
     def kick(self) -> bool:
         """Schedule a drain if events are waiting and no drain holds the lease."""
         token = secrets.token_hex(8)

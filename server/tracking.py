@@ -99,9 +99,9 @@ def _claim_key(site: Site, key: str) -> str:
 
 def _customer_known(site: Site, external_id: str) -> bool:
     s = services()
-    return s.buffer.claimed(_claim_key(site, f"customer:{external_id}")) or store.customer_exists(
-        s.engine, site.id, external_id
-    )
+    return s.buffer.claim(
+        _claim_key(site, f"customer:{external_id}")
+    ) is not None or store.customer_exists(s.engine, site.id, external_id)
 
 
 def _stored_prior(site: Site, outcome: Outcome) -> dict[str, Any] | None:
@@ -125,7 +125,7 @@ def _admit(site: Site, outcome: Outcome, received_at: str) -> Decision:
                 "fields": {"clickId": outcome.customer["clickId"]},
                 "firstReceivedAt": received_at,
             }
-            claims[_claim_key(site, f"customer:{outcome.customer['externalId']}")] = _dumps(
+            claims[_claim_key(site, f"customer:{outcome.customer['externalId']}")] = json.dumps(
                 customer_claim
             )
     if outcome.record:
@@ -150,10 +150,6 @@ def conversion_event(site_id: str, outcome: Outcome, received_at: str) -> str:
         outcome.row, fingerprint=outcome.fields, clickFromCustomer=outcome.click_from_customer
     )
     return encode("conversion", site_id, received_at, row)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _dry_run(site: Site, outcome: Outcome) -> dict[str, Any]:
