@@ -210,3 +210,16 @@ def test_bad_site_settings_are_refused(engine, site):
     ):
         with pytest.raises(ValueError):
             update_settings(engine, site.id, **bad)
+
+
+def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
+    from server.sites import create_site
+    from server.tags import _minified_tag, render_tag
+
+    _minified_tag()
+    before = _minified_tag.cache_info().misses
+    for name in ("a", "b"):
+        site = create_site(engine, name, ["https://shop.example"])[0]
+        for url in ("https://a.example", "https://b.example/ft"):
+            assert f'"{url}/api/v1"'.encode() in render_tag(site, url)
+    assert _minified_tag.cache_info().misses == before
