@@ -168,3 +168,14 @@ def test_send_beacon_is_the_fallback_without_fetch(browser, firsttag, shop):
     found = wait_until(lambda: stored_with_order(firsttag, "beacon_1"), 20, "the beacon")
     assert found[0]["name"] == "NoFetch"
     context.close()
+
+
+def test_serve_points_tags_at_its_own_address_whatever_the_host(firsttag):
+    # `firsttag serve --port N` without --public-url: tags talk to http://127.0.0.1:N.
+    tag_url = f"{firsttag.url}/t/{firsttag.site['id']}.js"
+    expected = requests.get(tag_url, timeout=10)
+    assert f'"{firsttag.url}/api/v1"' in expected.text
+    for headers in ({"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example"}):
+        response = requests.get(tag_url, headers=headers, timeout=10)
+        assert response.content == expected.content
+        assert response.headers["ETag"] == expected.headers["ETag"]

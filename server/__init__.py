@@ -8,7 +8,7 @@ send) → :mod:`ingest` (Redis buffer) → :mod:`pipeline` (RQ worker) → :mod:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 from redis import Redis
@@ -19,6 +19,9 @@ from .config import Config
 from .identity import SessionKeys
 from .ingest import EventBuffer
 from .sites import SiteDirectory
+
+if TYPE_CHECKING:
+    from .tags import TagCache  # imported in create_app: tags imports this package
 
 
 @dataclass
@@ -31,6 +34,7 @@ class Services:
     buffer: EventBuffer
     sites: SiteDirectory
     session_keys: SessionKeys
+    tags: TagCache
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -40,6 +44,8 @@ def create_app(config: Config | None = None) -> Flask:
         raise SystemExit(
             "FIRSTTAG_REDIS_URL is not set. `firsttag serve` starts a Redis server and sets it."
         )
+    from .tags import TagCache
+
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -52,6 +58,7 @@ def create_app(config: Config | None = None) -> Flask:
         buffer=EventBuffer(redis, config.queue_name, config.max_backlog),
         sites=SiteDirectory(engine),
         session_keys=SessionKeys(config.secret_key),
+        tags=TagCache(config.public_url),
     )
 
     from . import analytics, api, gtm, install, tags, tracking

@@ -46,12 +46,38 @@ def main() -> None:
 @click.option(
     "--web-processes", default=2, show_default=True, type=int, help="Web server processes."
 )
+@click.option(
+    "--public-url",
+    default=None,
+    help="The URL visitors reach this server at, printed into tags and pages "
+    "(default: $FIRSTTAG_PUBLIC_URL, else http://HOST:PORT).",
+)
 @data_dir_option
-def serve(host: str, port: int, workers: int, web_processes: int, data_dir: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    web_processes: int,
+    public_url: str | None,
+    data_dir: str | None,
+) -> None:
     """Run Redis (unless FIRSTTAG_REDIS_URL is set), RQ workers and the web server."""
+    from dataclasses import replace
+
+    from .config import listen_url
+    from .config import public_url as checked_url
     from .supervisor import serve as run
 
-    sys.exit(run(_config(data_dir), host, port, workers, web_processes, echo=click.echo))
+    config = _config(data_dir)
+    given = public_url or os.environ.get("FIRSTTAG_PUBLIC_URL")
+    config = replace(config, public_url=checked_url(given or listen_url(host, port)))
+    if not given and host in ("0.0.0.0", "::"):  # noqa: S104 -- the check, not a bind
+        click.echo(
+            f"firsttag: warning: tags will point at {config.public_url}; "
+            "set --public-url to the address visitors reach",
+            err=True,
+        )
+    sys.exit(run(config, host, port, workers, web_processes, echo=click.echo))
 
 
 @main.command()
@@ -78,7 +104,9 @@ def worker(burst: bool, data_dir: str | None) -> None:
 )
 @click.option("--site", "site_ids", multiple=True, help="Only this site (repeatable).")
 @click.option(
+    "--public-url",
     "--base-url",
+    "base_url",
     default=None,
     help="Public URL of this server (default: $FIRSTTAG_PUBLIC_URL or http://127.0.0.1:8000).",
 )
@@ -98,6 +126,7 @@ def build_command(
 
     from firsttag_build import build
 
+    from .config import public_url as checked_url
     from .sites import list_sites
     from .tags import TAG_BUDGET_GZIP
 
@@ -108,7 +137,7 @@ def build_command(
         if unknown:
             raise click.BadParameter(f"no such site: {', '.join(sorted(unknown))}")
         sites = [s for s in sites if s.id in site_ids]
-    base = base_url or config.public_url or "http://127.0.0.1:8000"
+    base = checked_url(base_url) if base_url else config.public_url
 
     if not sites:
         raise click.UsageError("no sites to build: create one with `firsttag sites create`")
@@ -194,7 +223,9 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
     help="An origin allowed to send browser events, e.g. https://shop.example (repeatable).",
 )
 @click.option(
+    "--public-url",
     "--base-url",
+    "base_url",
     default=None,
     help="Public URL of this server, for the printed tag (default: $FIRSTTAG_PUBLIC_URL "
     "or http://127.0.0.1:8000).",
@@ -209,6 +240,7 @@ def sites_create(
     **options: Any,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
+    from .config import public_url as checked_url
     from .install import install_link
     from .sites import Settings, create_site
     from .tags import snippet
@@ -222,7 +254,7 @@ def sites_create(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    base = base_url or config.public_url or "http://127.0.0.1:8000"
+    base = checked_url(base_url) if base_url else config.public_url
     out = {
         **site.public_dict(),
         "secretKey": secret_key,

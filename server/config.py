@@ -11,7 +11,9 @@ variable                       default
 ``FIRSTTAG_DATABASE_URL``      ``sqlite:///<data dir>/firsttag.db``
 ``FIRSTTAG_REDIS_URL``         unset: ``firsttag serve`` starts a Redis server of its own
 ``FIRSTTAG_SECRET_KEY``        generated once into ``<data dir>/secret_key``
-``FIRSTTAG_PUBLIC_URL``        unset: taken from each request's host
+``FIRSTTAG_PUBLIC_URL``        ``http://127.0.0.1:8000``; ``firsttag serve``: the address it
+                               listens on. The origin tags, GTM files, install pages and
+                               ``sites create`` print; never taken from a request's Host
 ``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
 ``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
 ``FIRSTTAG_MAX_BACKLOG``       ``2000000`` waiting events before writes answer 429
@@ -27,8 +29,11 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_DATA_DIR = "firsttag-data"
+#: Where tags point when nothing says otherwise: ``firsttag serve``'s default address.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Config:
     database_url: str
     redis_url: str | None
     secret_key: str
-    public_url: str | None = None
+    public_url: str = DEFAULT_PUBLIC_URL
     max_body_bytes: int = 64 * 1024
     batch_size: int = 1000
     max_backlog: int = 2_000_000
@@ -57,12 +62,41 @@ class Config:
             database_url=env.get("FIRSTTAG_DATABASE_URL") or f"sqlite:///{root / 'firsttag.db'}",
             redis_url=env.get("FIRSTTAG_REDIS_URL") or None,
             secret_key=env.get("FIRSTTAG_SECRET_KEY") or _stored_secret(root),
-            public_url=(env.get("FIRSTTAG_PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=public_url(env.get("FIRSTTAG_PUBLIC_URL") or DEFAULT_PUBLIC_URL),
             max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
             batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
             max_backlog=_int(env, "FIRSTTAG_MAX_BACKLOG", 2_000_000),
             redis_fsync=_choice(env, "FIRSTTAG_REDIS_FSYNC", ("always", "everysec")),
         )
+
+
+def public_url(raw: str) -> str:
+    """``raw`` as a public base URL without its trailing slash, or SystemExit saying why.
+
+    Only ``http(s)://host[:port][/path]``: the value is printed into tags and pages, so
+    anything else (credentials, a query, a fragment) is refused rather than escaped later.
+    """
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or any(c.isspace() or c in "?#\"'<>\\" for c in url)
+    ):
+        raise SystemExit(
+            f"public URL must look like https://tags.example.com[:port][/path], got {raw!r}"
+        )
+    return url
+
+
+def listen_url(host: str, port: int) -> str:
+    """The URL of a server listening on ``host``:``port`` (IPv6 addresses in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _int(env: os._Environ[str], name: str, default: int) -> int:

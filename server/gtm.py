@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from . import services
 from .errors import APIError
@@ -167,8 +167,8 @@ def _serve(site_id: str, name: str) -> Response:
     if site is None:
         raise APIError(404, "unknown_site", "no such site")
     content_type, render = FILES[name]
-    base = services().config.public_url or request.host_url
-    response = Response(render(site, base), content_type=content_type)
+    # The configured URL, never the request's Host: these files are pasted into GTM.
+    response = Response(render(site, services().config.public_url), content_type=content_type)
     if name != "custom-html.html":
         response.headers["Content-Disposition"] = f'attachment; filename="firsttag-{name}"'
     return response

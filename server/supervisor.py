@@ -100,9 +100,8 @@ def serve(
         FIRSTTAG_DATA_DIR=str(config.data_dir),
         FIRSTTAG_DATABASE_URL=config.database_url,
         FIRSTTAG_REDIS_URL=redis_url,
+        FIRSTTAG_PUBLIC_URL=config.public_url,
     )
-    if config.public_url:
-        env["FIRSTTAG_PUBLIC_URL"] = config.public_url
     python = sys.executable
     worker_children = [
         Child(f"worker-{i}", [python, "-m", "server.cli", "worker"], env) for i in range(workers)

@@ -1,17 +1,26 @@
-"""The browser tag: rendered per site from ``tag_templates/`` and served with an ETag."""
+"""The browser tag: ``tag_templates/tag.js`` with each site's values, served with an ETag.
+
+Every URL in a tag comes from the configured public URL (``FIRSTTAG_PUBLIC_URL``), never
+from the request: a request with ``Host: evil.example`` gets the same bytes as any other,
+and cannot make the server render anything new.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
-from functools import cache, lru_cache
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from calmjs.parse import es5
 from calmjs.parse.unparsers.es5 import minify_print
 from flask import Blueprint, Response, request
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2.utils import htmlsafe_json_dumps
 from werkzeug.exceptions import NotFound
 
 from . import services
@@ -22,6 +31,8 @@ bp = Blueprint("tags", __name__)
 
 _SITE_ID = re.compile(r"^st_[0-9a-f]{12}$")
 TAG_CACHE_SECONDS = 300
+#: Rendered tags kept per process: one entry per site, least recently served dropped first.
+TAG_CACHE_SITES = 4096
 
 
 def templates_dir() -> Path:
@@ -33,20 +44,39 @@ def templates_dir() -> Path:
     raise RuntimeError("tag_templates directory not found")
 
 
+#: The string literals in tag.js that each site's values replace, after minifying.
+_PLACEHOLDERS = ("API_URL", "SITE_KEY", "GLOBAL_NAME", "CONSENT")
+_PLACEHOLDER = re.compile(r'"__FIRSTTAG_([A-Z_]+)__"')
+
+
 @cache
-def _environment() -> Environment:
-    # Not HTML autoescaping: the output is JavaScript, and every value is passed through
-    # |tojson, which is the escaping that context needs.
-    return Environment(
-        loader=FileSystemLoader(templates_dir()),
-        undefined=StrictUndefined,
-        autoescape=False,  # noqa: S701
-        keep_trailing_newline=True,
-    )
+def _minified_tag() -> str:
+    """tag.js minified, with its placeholders in place: once per process and tag version.
+
+    Minifying takes ~40 ms; substituting a site's values into the result takes
+    microseconds, so no site, host or settings change ever pays for the minifier again.
+    """
+    source = (templates_dir() / "tag.js").read_text()
+    # calmjs.parse: a real ES5 parser and printer that renames locals (mangling), keeps
+    # the output ES5 for old browsers and GTM, and is pure Python (no Node at run time).
+    # Placeholders are string literals, which it never renames or splits.
+    minified = minify_print(es5(source), obfuscate=True, obfuscate_globals=False, drop_semi=True)
+    # drop_semi drops the last one too; keep it, so the tag can be concatenated safely.
+    minified = minified.rstrip(";") + ";"
+    if sorted(_PLACEHOLDER.findall(minified)) != sorted(_PLACEHOLDERS):
+        raise RuntimeError(f"tag.js must contain each of {_PLACEHOLDERS} once, as a string")
+    return minified
 
 
 #: gzip -9 size the tag must stay within; enforced by a test and by ``firsttag build``.
 TAG_BUDGET_GZIP = 1500
+
+
+def _tag_inputs(site: Site) -> tuple[str, str, bool]:
+    # Everything of a site that reaches its tag; the render cache compares exactly these,
+    # so a settings change that alters the tag is a miss and any other change is not.
+    s = site.settings
+    return site.site_key, s.global_name, s.consent_required
 
 
 def render_tag(site: Site, base_url: str) -> bytes:
@@ -54,26 +84,73 @@ def render_tag(site: Site, base_url: str) -> bytes:
 
     The same bytes are served at /t/<id>.js and written by ``firsttag build``.
     """
-    s = site.settings
-    return _render(site.site_key, s.global_name, s.consent_required, base_url.rstrip("/"))
+    site_key, global_name, consent = _tag_inputs(site)
+    # Jinja's |tojson escaping: JSON with < > & ' as \u escapes, so a value can close
+    # neither its string nor a surrounding <script>. One pass: no value is read again.
+    literals = {
+        "API_URL": htmlsafe_json_dumps(base_url.rstrip("/") + "/api/v1"),
+        "SITE_KEY": htmlsafe_json_dumps(site_key),
+        "GLOBAL_NAME": htmlsafe_json_dumps(global_name),
+        "CONSENT": "true" if consent else "false",
+    }
+    return _PLACEHOLDER.sub(lambda m: literals[m[1]], _minified_tag()).encode()
 
 
-@lru_cache(maxsize=1024)
-def _render(site_key: str, global_name: str, consent: bool, base_url: str) -> bytes:
-    # Minifying takes ~40 ms, so each variant is rendered once per process.
-    source = (
-        _environment()
-        .get_template("tag.js.j2")
-        .render(
-            api_url=base_url + "/api/v1",
-            site_key=site_key,
-            global_name=global_name,
-            consent=consent,
+@dataclass(frozen=True)
+class RenderedTag:
+    """One site's tag as served: the bytes, their ETag and their SRI integrity value."""
+
+    body: bytes
+    etag: str
+    integrity: str
+
+    @classmethod
+    def of(cls, body: bytes) -> RenderedTag:
+        """Describe ``body``."""
+        sri = base64.b64encode(hashlib.sha384(body).digest()).decode()
+        return cls(body, hashlib.sha256(body).hexdigest()[:32], f"sha384-{sri}")
+
+
+class TagCache:
+    """Each site's rendered tag for one public URL, bounded and thread-safe.
+
+    Keyed by site id and checked against what the site owner configured (site key, global
+    name, consent mode): a settings change replaces the entry on the next request, and
+    nothing from the request takes part, so random Host headers are all hits. At most
+    ``max_sites`` entries; the least recently served site is dropped first.
+    """
+
+    def __init__(self, public_url: str, max_sites: int = TAG_CACHE_SITES) -> None:
+        self.public_url = public_url
+        self.max_sites = max_sites
+        #: Tags rendered so far (misses); tests and benchmarks read it.
+        self.renders = 0
+        self._entries: OrderedDict[str, tuple[tuple[str, str, bool], RenderedTag]] = (
+            OrderedDict()
         )
-    )
-    # calmjs.parse: a real ES5 parser and printer that renames locals (mangling), keeps
-    # the output ES5 for old browsers and GTM, and is pure Python (no Node at run time).
-    return minify_print(es5(source), obfuscate=True, obfuscate_globals=False).encode()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, site: Site) -> RenderedTag:
+        """The tag of ``site``, rendered on the first request or after its settings changed."""
+        inputs = _tag_inputs(site)
+        with self._lock:
+            hit = self._entries.get(site.id)
+            if hit is not None and hit[0] == inputs:
+                self._entries.move_to_end(site.id)
+                return hit[1]
+        # Rendered outside the lock: two threads may both render a new site once, which
+        # costs less than making every other site's request wait behind the minifier.
+        tag = RenderedTag.of(render_tag(site, self.public_url))
+        with self._lock:
+            self.renders += 1
+            self._entries[site.id] = (inputs, tag)
+            self._entries.move_to_end(site.id)
+            while len(self._entries) > self.max_sites:
+                self._entries.popitem(last=False)
+        return tag
 
 
 def tag_url(site: Site, base_url: str) -> str:
@@ -105,9 +182,9 @@ def serve_tag_at_custom_path(path: str) -> Any:
 def _tag_response(site: Site | None) -> Any:
     if site is None:
         raise APIError(404, "unknown_site", "no tag is served at this address")
-    body = render_tag(site, services().config.public_url or request.host_url)
-    response = Response(body, content_type="application/javascript; charset=utf-8")
-    response.set_etag(hashlib.sha256(body).hexdigest()[:32])
+    tag = services().tags.get(site)
+    response = Response(tag.body, content_type="application/javascript; charset=utf-8")
+    response.set_etag(tag.etag)
     response.cache_control.public = True
     response.cache_control.max_age = TAG_CACHE_SECONDS
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -122,3 +122,44 @@ def test_docs_api_md_is_generated_from_the_schemas():
 
     committed = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     assert committed == render(), "docs/api.md is stale: run `firsttag apidocs > docs/api.md`"
+
+
+def test_sites_create_prints_the_configured_public_url(tmp_path):
+    import os
+
+    def create(env_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "FIRSTTAG_PUBLIC_URL"}
+        if env_url is not None:
+            env["FIRSTTAG_PUBLIC_URL"] = env_url
+        argv = ["sites", "create", "--name", "S", "--origin", "https://s.example", *args]
+        return subprocess.run(
+            [sys.executable, "-m", "server.cli", *argv, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    for env_url, args, expected in (
+        ("https://tags.shop.example/", (), "https://tags.shop.example"),
+        (None, ("--public-url", "https://t.example:8443/ft"), "https://t.example:8443/ft"),
+        ("https://ignored.example", ("--public-url", "https://t.example"), "https://t.example"),
+    ):
+        created = create(env_url, *args)
+        assert created.returncode == 0, created.stderr
+        site = json.loads(created.stdout)
+        assert site["tag"] == f'<script src="{expected}/t/{site["id"]}.js" async></script>'
+        assert site["installUrl"].startswith(f"{expected}/sites/{site['id']}/install?token=")
+
+    for bad in ("javascript:alert(1)", "https://x.example/?a=1", "tags.example", "https://u:p@x"):
+        refused = create(bad)
+        assert refused.returncode != 0
+        assert "public URL must look like https://" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
+def test_serve_defaults_its_public_url_to_the_address_it_listens_on():
+    from server.config import listen_url, public_url
+
+    assert public_url(listen_url("127.0.0.1", 8000)) == "http://127.0.0.1:8000"
+    assert public_url(listen_url("::1", 9000)) == "http://[::1]:9000"

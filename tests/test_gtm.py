@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
+import pytest
 import yaml
+
+from server import create_app
 
 SECTIONS = [
     "TERMS_OF_SERVICE",
@@ -44,7 +48,7 @@ def sections(tpl: str) -> dict[str, str]:
 
 
 def test_template_imports_as_gtm_reads_it(client, site):
-    tag_url = f"http://localhost/t/{site.id}.js"
+    tag_url = f"http://127.0.0.1:8000/t/{site.id}.js"  # the default public URL
     response = client.get(f"/gtm/{site.id}/template.tpl")
     assert response.status_code == 200
     parsed = sections(response.get_data(as_text=True))
@@ -87,3 +91,25 @@ def test_custom_html_and_container(client, site):
     assert tag["type"] == "html" and tag["firingTriggerId"] == ["2147479553"]  # All Pages
     assert {p["key"]: p["value"] for p in tag["parameter"]}["html"] == html
     assert client.get("/gtm/st_000000000000/template.tpl").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "public",
+    ["https://tags.shop.example", None],  # None: the default, http://127.0.0.1:8000
+)
+def test_every_gtm_file_uses_the_configured_url_whatever_the_host(config, site, public):
+    app = create_app(replace(config, public_url=public) if public else config)
+    public = public or "http://127.0.0.1:8000"
+    client = app.test_client()
+    for name in ("custom-html", "template.tpl", "container.json"):
+        path = f"/gtm/{site.id}/{name}"
+        expected = client.get(path).get_data()
+        assert f"{public}/t/{site.id}.js".encode() in expected, name
+        for claimed in (
+            {"base_url": "http://evil.example"},
+            {"base_url": "https://evil.example:8443"},
+            {"headers": {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}},
+        ):
+            response = client.get(path, **claimed)
+            assert response.get_data() == expected, (name, claimed)
+            assert b"evil" not in response.get_data()

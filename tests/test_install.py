@@ -6,7 +6,11 @@ import base64
 import hashlib
 import html
 import re
+from dataclasses import replace
 
+import pytest
+
+from server import create_app
 from server.install import install_link
 from server.sites import create_site
 
@@ -56,3 +60,33 @@ def test_install_page_needs_the_secret_key_or_a_valid_link(client, config, site_
         f"/sites/{site.id}/install", headers={"Authorization": f"Bearer {site.site_key}"}
     )
     assert pk.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "public",
+    ["https://tags.shop.example", None],  # None: the default, http://127.0.0.1:8000
+)
+def test_install_page_uses_the_configured_url_whatever_the_host(config, site_and_secret, public):
+    site, secret = site_and_secret
+    app = create_app(replace(config, public_url=public) if public else config)
+    public = public or "http://127.0.0.1:8000"
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {secret}"}
+    tag = client.get(f"/t/{site.id}.js", base_url="http://evil.example").get_data()
+    sri = "sha384-" + base64.b64encode(hashlib.sha384(tag).digest()).decode()
+    for claimed in (
+        {"base_url": "http://evil.example"},
+        {"headers": {**auth, "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}},
+    ):
+        claimed.setdefault("headers", auth)
+        page = html.unescape(
+            client.get(f"/sites/{site.id}/install", **claimed).get_data(as_text=True)
+        )
+        assert "evil" not in page
+        assert f'<script src="{public}/t/{site.id}.js" integrity="{sri}"' in page
+        for path in (
+            f"/gtm/{site.id}/custom-html",
+            "/api/webhooks/orders",
+            "/api/v1/conversions",
+        ):
+            assert public + path in page, path

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from server import create_app
 from server.config import Config
 
@@ -48,11 +52,103 @@ def test_server_values_are_escaped_for_javascript(tmp_path, config, site):
     assert "\\u003c/script\\u003e" in body
 
 
-def test_tag_uses_the_request_host_unless_a_public_url_is_set(client, site):
-    body = client.get(f"/t/{site.id}.js", base_url="http://tags.shop.example:8000").get_data(
-        as_text=True
-    )
-    assert '"http://tags.shop.example:8000/api/v1"' in body
+PUBLIC = "https://tags.shop.example"
+#: What an attacker may send instead of the server's name: another host, a port, an IP,
+#: IPv6, and the proxy headers a misconfigured proxy fix would trust.
+OTHER_HOSTS = ("evil.example", "evil.example:8443", "10.0.0.1:1", "[::1]:80", "localhost")
+
+
+def host_variants(host: str) -> list[dict]:
+    """Test-client arguments that make a request claim to be for ``host``."""
+    return [
+        {"base_url": f"http://{host}"},
+        {"base_url": f"https://{host}"},
+        {"headers": {"X-Forwarded-Host": host, "X-Forwarded-Proto": "https"}},
+        {"headers": {"Forwarded": f"host={host};proto=https"}},
+    ]
+
+
+@pytest.fixture
+def public_app(config):
+    """The app with ``FIRSTTAG_PUBLIC_URL`` set, as an operator behind a proxy runs it."""
+    return create_app(replace(config, public_url=PUBLIC))
+
+
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [(PUBLIC, PUBLIC), (None, "http://127.0.0.1:8000")],  # None: nothing configured
+)
+def test_any_host_header_gets_the_same_tag_with_the_configured_url(
+    config, site, public_url, expected
+):
+    app = create_app(replace(config, public_url=public_url) if public_url else config)
+    client = app.test_client()
+    first = client.get(f"/t/{site.id}.js")
+    body, etag = first.get_data(), first.headers["ETag"]
+    assert f'"{expected}/api/v1"'.encode() in body
+    for host in OTHER_HOSTS:
+        for variant in host_variants(host):
+            response = client.get(f"/t/{site.id}.js", **variant)
+            assert response.status_code == 200
+            assert response.get_data() == body, (host, variant)
+            assert response.headers["ETag"] == etag
+            assert host.encode() not in body
+            # A browser's cached copy stays valid whatever Host it came through.
+            conditional = {
+                **variant,
+                "headers": {**variant.get("headers", {}), "If-None-Match": etag},
+            }
+            assert client.get(f"/t/{site.id}.js", **conditional).status_code == 304
+
+
+def test_random_hosts_render_nothing_new_and_do_not_grow_the_cache(public_app, site):
+    client = public_app.test_client()
+    tags = public_app.extensions["firsttag"].tags
+    for i in range(200):  # each of these was a ~40 ms minification before
+        response = client.get(f"/t/{site.id}.js", base_url=f"http://h{i}.evil.example")
+        assert response.status_code == 200
+    assert tags.renders == 1
+    assert len(tags) == 1
+
+
+def test_a_settings_change_replaces_the_cached_tag_and_its_etag(client, engine, site):
+    from server.sites import update_settings
+
+    tags = client.application.extensions["firsttag"].tags
+    first = client.get(f"/t/{site.id}.js")
+    assert first.get_data(as_text=True).endswith('"firsttag",false);')
+
+    update_settings(engine, site.id, consent_required=True)
+    client.application.extensions["firsttag"].sites._cache.clear()  # skip the 10 s cache
+    changed = client.get(f"/t/{site.id}.js", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200  # the old ETag no longer matches
+    assert changed.get_data(as_text=True).endswith('"firsttag",true);')
+    assert (tags.renders, len(tags)) == (2, 1)  # replaced, not added
+
+    # A setting the tag does not contain keeps the cached bytes and the browser's copy.
+    update_settings(engine, site.id, attribution_window_days=30)
+    client.application.extensions["firsttag"].sites._cache.clear()
+    same = client.get(f"/t/{site.id}.js", headers={"If-None-Match": changed.headers["ETag"]})
+    assert same.status_code == 304
+    assert tags.renders == 2
+
+
+def test_the_cache_keeps_at_most_its_number_of_sites(engine):
+    from server.sites import create_site
+    from server.tags import TagCache, render_tag
+
+    cache = TagCache(PUBLIC, max_sites=2)
+    a, b, c = (create_site(engine, n, ["https://shop.example"])[0] for n in "abc")
+    assert cache.get(a).body == render_tag(a, PUBLIC)
+    cache.get(b)
+    cache.get(a)  # a is now the most recently served
+    cache.get(c)  # evicts b
+    assert (len(cache), cache.renders) == (2, 3)
+    cache.get(a)
+    cache.get(c)
+    assert cache.renders == 3  # both still cached
+    cache.get(b)
+    assert (len(cache), cache.renders) == (2, 4)
 
 
 def test_tag_stays_within_its_gzip_budget_with_a_long_host(tmp_path, config):
@@ -114,3 +210,16 @@ def test_bad_site_settings_are_refused(engine, site):
     ):
         with pytest.raises(ValueError):
             update_settings(engine, site.id, **bad)
+
+
+def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
+    from server.sites import create_site
+    from server.tags import _minified_tag, render_tag
+
+    _minified_tag()
+    before = _minified_tag.cache_info().misses
+    for name in ("a", "b"):
+        site = create_site(engine, name, ["https://shop.example"])[0]
+        for url in ("https://a.example", "https://b.example/ft"):
+            assert f'"{url}/api/v1"'.encode() in render_tag(site, url)
+    assert _minified_tag.cache_info().misses == before

@@ -1,8 +1,10 @@
-{#- The firsttag browser tag, rendered per site by server/tags.py and minified there.
-    Every value from the server goes through |tojson, which escapes < > & ' so nothing a
-    site owner types can close the string or the surrounding <script>.
-    ES5 only, no dependencies, no timers, never preventDefault, and nothing here may
-    throw into the host page. Every byte ships to every visitor: keep it small. -#}
+/*
+ * The firsttag browser tag. server/tags.py minifies this file once per version, then puts
+ * each site's values in place of the four "__FIRSTTAG_…__" strings on the last line, as
+ * JSON with < > & ' escaped, so nothing a site owner types can close a string or <script>.
+ * ES5 only, no dependencies, no timers, never preventDefault, and nothing here may throw
+ * into the host page. Every byte ships to every visitor: keep it small.
+ */
 (function (w, d, API, KEY, NAME, CONSENT) {
  try {
   if (w[NAME]) return; // loaded twice: the first copy already registered
@@ -132,4 +134,4 @@
     new MutationObserver(fill).observe(d.documentElement, { childList: 1, subtree: 1 });
   } catch (e) {}
  } catch (e) {}
-})(window, document, {{ api_url|tojson }}, {{ site_key|tojson }}, {{ global_name|tojson }}, {{ consent|tojson }});
+})(window, document, "__FIRSTTAG_API_URL__", "__FIRSTTAG_SITE_KEY__", "__FIRSTTAG_GLOBAL_NAME__", "__FIRSTTAG_CONSENT__");
