@@ -3,6 +3,16 @@
 A conversion counts when it is not an order, or when its order status is one of the
 site's counting statuses; revenue is value minus refunds, per currency (amounts in
 different currencies are never added together).
+
+Money has two trust levels. ``revenue`` and the ``sales`` counts come from back ends (the
+secret key: orders, track/sale, events, server conversions). Sales reported by browsers
+(``firsttag.convert()`` with a value, sent with the public key) are shown apart as
+``browserSales`` and ``browserRevenue``, and join ``revenue`` and ``sales`` only on a site
+with ``count_browser_revenue`` on.
+
+Sums are exact and cannot overflow: every stored value is at most
+``money.MAX_MINOR_UNITS`` (< 2**50), and each is summed as two parts below and above
+2**24, so a 64-bit SUM (SQLite raises past 2**63) would need 2**37 rows in one answer.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import Engine, and_, func, or_, select, true
+from sqlalchemy import Engine, and_, case, func, or_, select, true
 
 from . import services, store
 from .errors import field_error
@@ -22,6 +32,9 @@ bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+
+#: Values are summed as ``value // _SPLIT`` and ``value % _SPLIT``; see the module docstring.
+_SPLIT = 2**24
 
 
 def _counted(site: Site) -> Any:
@@ -42,7 +55,10 @@ def _human(exclude_bots: bool) -> Any:
 def funnel(
     engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
 ) -> dict[str, Any]:
-    """Clicks, leads and sales in [start, end], with conversion and drop-off rates."""
+    """Clicks, leads and sales in [start, end], with conversion and drop-off rates.
+
+    Also revenue per currency, and the sales and values browsers reported, shown apart.
+    """
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
     with engine.connect() as conn:
@@ -55,9 +71,10 @@ def funnel(
                 s.c.created_at < hi,
             )
         ).scalar_one()
-        counts = dict(
-            conn.execute(
-                select(c.c.kind, func.count())
+        counts = {
+            (kind, bool(browser)): n
+            for kind, browser, n in conn.execute(
+                select(c.c.kind, _browser(), func.count())
                 .where(
                     c.c.site_id == site.id,
                     c.c.occurred_at >= lo,
@@ -65,11 +82,15 @@ def funnel(
                     c.c.kind.in_(("lead", "sale")),
                     _counted(site),
                 )
-                .group_by(c.c.kind)
+                .group_by(c.c.kind, _browser())
             ).all()
-        )
-        revenue = _revenue(conn, site, lo, hi)
-    leads, sales = counts.get("lead", 0), counts.get("sale", 0)
+        }
+        revenue, browser_revenue = _revenue(conn, site, lo, hi)[""]
+    leads = counts.get(("lead", False), 0) + counts.get(("lead", True), 0)
+    browser_sales = counts.get(("sale", True), 0)
+    sales = counts.get(("sale", False), 0) + (
+        browser_sales if site.settings.count_browser_revenue else 0
+    )
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -79,6 +100,9 @@ def funnel(
             {"name": "sales", "count": sales, **_rates(sales, leads)},
         ],
         "revenue": revenue,
+        "browserSales": browser_sales,
+        "browserRevenue": browser_revenue,
+        "countsBrowserRevenue": site.settings.count_browser_revenue,
     }
 
 
@@ -89,35 +113,64 @@ def _rates(count: int, previous: int) -> dict[str, float | None]:
     return {"conversionRate": rate, "dropoffRate": round(1 - rate, 4)}
 
 
-def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> Any:
+def _browser() -> Any:
+    # 1 for a value a browser reported with the public key, 0 for one a back end confirmed.
+    return case((store.conversions.c.source.in_(store.BROWSER_SOURCES), 1), else_=0)
+
+
+Totals = dict[str, int]
+
+
+def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> dict[str, Any]:
+    """Per day ("" when not ``by_day``): (revenue, browser revenue), each per currency.
+
+    ``revenue`` holds the confirmed values, and the browser ones too where the site counts
+    them; ``browser revenue`` always holds the browser ones.
+    """
     c = store.conversions
-    day = func.substr(c.c.occurred_at, 1, 10)
-    columns = [c.c.currency, func.sum(c.c.value - c.c.refunded)]
+    day = func.substr(c.c.occurred_at, 1, 10) if by_day else None
+    net = c.c.value - c.c.refunded
     query = (
-        select(*([day] if by_day else []), *columns)
+        select(
+            *([day] if by_day else []),
+            c.c.currency,
+            _browser(),
+            func.sum(net // _SPLIT),
+            func.sum(net % _SPLIT),
+        )
         .where(
             c.c.site_id == site.id,
             c.c.occurred_at >= lo,
             c.c.occurred_at < hi,
             c.c.kind == "sale",
             c.c.currency.is_not(None),
+            c.c.value.is_not(None),
             _counted(site),
         )
-        .group_by(*([day] if by_day else []), c.c.currency)
+        .group_by(*([day] if by_day else []), c.c.currency, _browser())
     )
-    rows = conn.execute(query).all()
+    out: dict[str, tuple[Totals, Totals]] = {}
+    for row in conn.execute(query).all():
+        d, (currency, browser, high, low) = (row[0], row[1:]) if by_day else ("", row)
+        # PostgreSQL sums bigint as numeric (Decimal); int() of either is exact.
+        total = int(high) * _SPLIT + int(low)
+        revenue, browser_revenue = out.setdefault(d, ({}, {}))
+        if browser:
+            browser_revenue[currency] = total
+        if not browser or site.settings.count_browser_revenue:
+            revenue[currency] = revenue.get(currency, 0) + total
     if not by_day:
-        return {currency: int(total) for currency, total in rows}
-    out: dict[str, dict[str, int]] = {}
-    for d, currency, total in rows:
-        out.setdefault(d, {})[currency] = int(total)
+        out.setdefault("", ({}, {}))
     return out
 
 
 def timeseries(
     engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
 ) -> dict[str, Any]:
-    """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency."""
+    """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency.
+
+    Like :func:`funnel`, browser-reported sales and values are also shown apart per day.
+    """
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
     s_day, c_day = func.substr(s.c.created_at, 1, 10), func.substr(c.c.occurred_at, 1, 10)
@@ -135,10 +188,10 @@ def timeseries(
                 .group_by(s_day)
             ).all()
         )
-        kinds: dict[tuple[str, str], int] = {
-            (d, k): n
-            for d, k, n in conn.execute(
-                select(c_day, c.c.kind, func.count())
+        kinds: dict[tuple[str, str, bool], int] = {
+            (d, k, bool(browser)): n
+            for d, k, browser, n in conn.execute(
+                select(c_day, c.c.kind, _browser(), func.count())
                 .where(
                     and_(
                         c.c.site_id == site.id,
@@ -148,7 +201,7 @@ def timeseries(
                         _counted(site),
                     )
                 )
-                .group_by(c_day, c.c.kind)
+                .group_by(c_day, c.c.kind, _browser())
             ).all()
         }
         revenue = _revenue(conn, site, lo, hi, by_day=True)
@@ -156,13 +209,18 @@ def timeseries(
     day = start
     while day <= end:
         key = day.isoformat()
+        browser_sales = kinds.get((key, "sale", True), 0)
+        counted, browser_revenue = revenue.get(key, ({}, {}))
         days.append(
             {
                 "date": key,
                 "clicks": clicks.get(key, 0),
-                "leads": kinds.get((key, "lead"), 0),
-                "sales": kinds.get((key, "sale"), 0),
-                "revenue": revenue.get(key, {}),
+                "leads": kinds.get((key, "lead", False), 0) + kinds.get((key, "lead", True), 0),
+                "sales": kinds.get((key, "sale", False), 0)
+                + (browser_sales if site.settings.count_browser_revenue else 0),
+                "revenue": counted,
+                "browserSales": browser_sales,
+                "browserRevenue": browser_revenue,
             }
         )
         day += timedelta(days=1)
