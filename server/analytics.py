@@ -17,11 +17,12 @@ Sums are exact and cannot overflow: every stored value is at most
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, request
-from sqlalchemy import Engine, and_, case, func, or_, select, true
+from sqlalchemy import Engine, and_, func, or_, select, true
 
 from . import services, store
 from .errors import field_error
@@ -71,26 +72,22 @@ def funnel(
                 s.c.created_at < hi,
             )
         ).scalar_one()
-        counts = {
-            (kind, bool(browser)): n
-            for kind, browser, n in conn.execute(
-                select(c.c.kind, _browser(), func.count())
-                .where(
-                    c.c.site_id == site.id,
-                    c.c.occurred_at >= lo,
-                    c.c.occurred_at < hi,
-                    c.c.kind.in_(("lead", "sale")),
-                    _counted(site),
-                )
-                .group_by(c.c.kind, _browser())
-            ).all()
-        }
+        counts: Counter[str] = Counter()
+        for kind, source, n in conn.execute(
+            select(c.c.kind, c.c.source, func.count())
+            .where(
+                c.c.site_id == site.id,
+                c.c.occurred_at >= lo,
+                c.c.occurred_at < hi,
+                c.c.kind.in_(("lead", "sale")),
+                _counted(site),
+            )
+            .group_by(c.c.kind, c.c.source)
+        ).all():
+            counts[_outcome(kind, source)] += n
         revenue, browser_revenue = _revenue(conn, site, lo, hi)[""]
-    leads = counts.get(("lead", False), 0) + counts.get(("lead", True), 0)
-    browser_sales = counts.get(("sale", True), 0)
-    sales = counts.get(("sale", False), 0) + (
-        browser_sales if site.settings.count_browser_revenue else 0
-    )
+    leads, browser_sales = counts["lead"], counts["browserSale"]
+    sales = _sales(site, counts["sale"], browser_sales)
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -106,6 +103,15 @@ def funnel(
     }
 
 
+def _outcome(kind: str, source: str) -> str:
+    # A sale a browser reported is counted apart from the sales back ends confirmed.
+    return "browserSale" if kind == "sale" and source in store.BROWSER_SOURCES else kind
+
+
+def _sales(site: Site, confirmed: int, browser: int) -> int:
+    return confirmed + (browser if site.settings.count_browser_revenue else 0)
+
+
 def _rates(count: int, previous: int) -> dict[str, float | None]:
     if not previous:
         return {"conversionRate": None, "dropoffRate": None}
@@ -113,28 +119,25 @@ def _rates(count: int, previous: int) -> dict[str, float | None]:
     return {"conversionRate": rate, "dropoffRate": round(1 - rate, 4)}
 
 
-def _browser() -> Any:
-    # 1 for a value a browser reported with the public key, 0 for one a back end confirmed.
-    return case((store.conversions.c.source.in_(store.BROWSER_SOURCES), 1), else_=0)
-
-
 Totals = dict[str, int]
 
 
-def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> dict[str, Any]:
+def _revenue(
+    conn: Any, site: Site, lo: str, hi: str, by_day: bool = False
+) -> dict[str, tuple[Totals, Totals]]:
     """Per day ("" when not ``by_day``): (revenue, browser revenue), each per currency.
 
     ``revenue`` holds the confirmed values, and the browser ones too where the site counts
     them; ``browser revenue`` always holds the browser ones.
     """
     c = store.conversions
-    day = func.substr(c.c.occurred_at, 1, 10) if by_day else None
+    days = [func.substr(c.c.occurred_at, 1, 10)] if by_day else []
     net = c.c.value - c.c.refunded
     query = (
         select(
-            *([day] if by_day else []),
+            *days,
             c.c.currency,
-            _browser(),
+            c.c.source,
             func.sum(net // _SPLIT),
             func.sum(net % _SPLIT),
         )
@@ -147,16 +150,17 @@ def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> d
             c.c.value.is_not(None),
             _counted(site),
         )
-        .group_by(*([day] if by_day else []), c.c.currency, _browser())
+        .group_by(*days, c.c.currency, c.c.source)
     )
     out: dict[str, tuple[Totals, Totals]] = {}
     for row in conn.execute(query).all():
-        d, (currency, browser, high, low) = (row[0], row[1:]) if by_day else ("", row)
+        d, (currency, source, high, low) = (row[0], row[1:]) if by_day else ("", row)
         # PostgreSQL sums bigint as numeric (Decimal); int() of either is exact.
         total = int(high) * _SPLIT + int(low)
         revenue, browser_revenue = out.setdefault(d, ({}, {}))
+        browser = source in store.BROWSER_SOURCES
         if browser:
-            browser_revenue[currency] = total
+            browser_revenue[currency] = browser_revenue.get(currency, 0) + total
         if not browser or site.settings.count_browser_revenue:
             revenue[currency] = revenue.get(currency, 0) + total
     if not by_day:
@@ -188,36 +192,34 @@ def timeseries(
                 .group_by(s_day)
             ).all()
         )
-        kinds: dict[tuple[str, str, bool], int] = {
-            (d, k, bool(browser)): n
-            for d, k, browser, n in conn.execute(
-                select(c_day, c.c.kind, _browser(), func.count())
-                .where(
-                    and_(
-                        c.c.site_id == site.id,
-                        c.c.occurred_at >= lo,
-                        c.c.occurred_at < hi,
-                        c.c.kind.in_(("lead", "sale")),
-                        _counted(site),
-                    )
+        kinds: Counter[tuple[str, str]] = Counter()
+        for d, kind, source, n in conn.execute(
+            select(c_day, c.c.kind, c.c.source, func.count())
+            .where(
+                and_(
+                    c.c.site_id == site.id,
+                    c.c.occurred_at >= lo,
+                    c.c.occurred_at < hi,
+                    c.c.kind.in_(("lead", "sale")),
+                    _counted(site),
                 )
-                .group_by(c_day, c.c.kind, _browser())
-            ).all()
-        }
+            )
+            .group_by(c_day, c.c.kind, c.c.source)
+        ).all():
+            kinds[d, _outcome(kind, source)] += n
         revenue = _revenue(conn, site, lo, hi, by_day=True)
     days = []
     day = start
     while day <= end:
         key = day.isoformat()
-        browser_sales = kinds.get((key, "sale", True), 0)
+        browser_sales = kinds[key, "browserSale"]
         counted, browser_revenue = revenue.get(key, ({}, {}))
         days.append(
             {
                 "date": key,
                 "clicks": clicks.get(key, 0),
-                "leads": kinds.get((key, "lead", False), 0) + kinds.get((key, "lead", True), 0),
-                "sales": kinds.get((key, "sale", False), 0)
-                + (browser_sales if site.settings.count_browser_revenue else 0),
+                "leads": kinds[key, "lead"],
+                "sales": _sales(site, kinds[key, "sale"], browser_sales),
                 "revenue": counted,
                 "browserSales": browser_sales,
                 "browserRevenue": browser_revenue,
