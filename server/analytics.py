@@ -3,10 +3,21 @@
 A conversion counts when it is not an order, or when its order status is one of the
 site's counting statuses; revenue is value minus refunds, per currency (amounts in
 different currencies are never added together).
+
+Money has two trust levels. ``revenue`` and the ``sales`` counts come from back ends (the
+secret key: orders, track/sale, events, server conversions). Sales reported by browsers
+(``firsttag.convert()`` with a value, sent with the public key) are shown apart as
+``browserSales`` and ``browserRevenue``, and join ``revenue`` and ``sales`` only on a site
+with ``count_browser_revenue`` on.
+
+Sums are exact and cannot overflow: every stored value is at most
+``money.MAX_MINOR_UNITS`` (< 2**50), and each is summed as two parts below and above
+2**24, so a 64-bit SUM (SQLite raises past 2**63) would need 2**37 rows in one answer.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -22,6 +33,9 @@ bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+
+#: Values are summed as ``value // _SPLIT`` and ``value % _SPLIT``; see the module docstring.
+_SPLIT = 2**24
 
 
 def _counted(site: Site) -> Any:
@@ -42,7 +56,10 @@ def _human(exclude_bots: bool) -> Any:
 def funnel(
     engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
 ) -> dict[str, Any]:
-    """Clicks, leads and sales in [start, end], with conversion and drop-off rates."""
+    """Clicks, leads and sales in [start, end], with conversion and drop-off rates.
+
+    Also revenue per currency, and the sales and values browsers reported, shown apart.
+    """
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
     with engine.connect() as conn:
@@ -55,21 +72,22 @@ def funnel(
                 s.c.created_at < hi,
             )
         ).scalar_one()
-        counts = dict(
-            conn.execute(
-                select(c.c.kind, func.count())
-                .where(
-                    c.c.site_id == site.id,
-                    c.c.occurred_at >= lo,
-                    c.c.occurred_at < hi,
-                    c.c.kind.in_(("lead", "sale")),
-                    _counted(site),
-                )
-                .group_by(c.c.kind)
-            ).all()
-        )
-        revenue = _revenue(conn, site, lo, hi)
-    leads, sales = counts.get("lead", 0), counts.get("sale", 0)
+        counts: Counter[str] = Counter()
+        for kind, source, n in conn.execute(
+            select(c.c.kind, c.c.source, func.count())
+            .where(
+                c.c.site_id == site.id,
+                c.c.occurred_at >= lo,
+                c.c.occurred_at < hi,
+                c.c.kind.in_(("lead", "sale")),
+                _counted(site),
+            )
+            .group_by(c.c.kind, c.c.source)
+        ).all():
+            counts[_outcome(kind, source)] += n
+        revenue, browser_revenue = _revenue(conn, site, lo, hi)[""]
+    leads, browser_sales = counts["lead"], counts["browserSale"]
+    sales = _sales(site, counts["sale"], browser_sales)
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -79,7 +97,19 @@ def funnel(
             {"name": "sales", "count": sales, **_rates(sales, leads)},
         ],
         "revenue": revenue,
+        "browserSales": browser_sales,
+        "browserRevenue": browser_revenue,
+        "countsBrowserRevenue": site.settings.count_browser_revenue,
     }
+
+
+def _outcome(kind: str, source: str) -> str:
+    # A sale a browser reported is counted apart from the sales back ends confirmed.
+    return "browserSale" if kind == "sale" and source in store.BROWSER_SOURCES else kind
+
+
+def _sales(site: Site, confirmed: int, browser: int) -> int:
+    return confirmed + (browser if site.settings.count_browser_revenue else 0)
 
 
 def _rates(count: int, previous: int) -> dict[str, float | None]:
@@ -89,35 +119,62 @@ def _rates(count: int, previous: int) -> dict[str, float | None]:
     return {"conversionRate": rate, "dropoffRate": round(1 - rate, 4)}
 
 
-def _revenue(conn: Any, site: Site, lo: str, hi: str, by_day: bool = False) -> Any:
+Totals = dict[str, int]
+
+
+def _revenue(
+    conn: Any, site: Site, lo: str, hi: str, by_day: bool = False
+) -> dict[str, tuple[Totals, Totals]]:
+    """Per day ("" when not ``by_day``): (revenue, browser revenue), each per currency.
+
+    ``revenue`` holds the confirmed values, and the browser ones too where the site counts
+    them; ``browser revenue`` always holds the browser ones.
+    """
     c = store.conversions
-    day = func.substr(c.c.occurred_at, 1, 10)
-    columns = [c.c.currency, func.sum(c.c.value - c.c.refunded)]
+    days = [func.substr(c.c.occurred_at, 1, 10)] if by_day else []
+    net = c.c.value - c.c.refunded
     query = (
-        select(*([day] if by_day else []), *columns)
+        select(
+            *days,
+            c.c.currency,
+            c.c.source,
+            func.sum(net // _SPLIT),
+            func.sum(net % _SPLIT),
+        )
         .where(
             c.c.site_id == site.id,
             c.c.occurred_at >= lo,
             c.c.occurred_at < hi,
             c.c.kind == "sale",
             c.c.currency.is_not(None),
+            c.c.value.is_not(None),
             _counted(site),
         )
-        .group_by(*([day] if by_day else []), c.c.currency)
+        .group_by(*days, c.c.currency, c.c.source)
     )
-    rows = conn.execute(query).all()
+    out: dict[str, tuple[Totals, Totals]] = {}
+    for row in conn.execute(query).all():
+        d, (currency, source, high, low) = (row[0], row[1:]) if by_day else ("", row)
+        # PostgreSQL sums bigint as numeric (Decimal); int() of either is exact.
+        total = int(high) * _SPLIT + int(low)
+        revenue, browser_revenue = out.setdefault(d, ({}, {}))
+        browser = source in store.BROWSER_SOURCES
+        if browser:
+            browser_revenue[currency] = browser_revenue.get(currency, 0) + total
+        if not browser or site.settings.count_browser_revenue:
+            revenue[currency] = revenue.get(currency, 0) + total
     if not by_day:
-        return {currency: int(total) for currency, total in rows}
-    out: dict[str, dict[str, int]] = {}
-    for d, currency, total in rows:
-        out.setdefault(d, {})[currency] = int(total)
+        out.setdefault("", ({}, {}))
     return out
 
 
 def timeseries(
     engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
 ) -> dict[str, Any]:
-    """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency."""
+    """Per UTC day in [start, end]: clicks, leads, sales and revenue per currency.
+
+    Like :func:`funnel`, browser-reported sales and values are also shown apart per day.
+    """
     lo, hi = _range(start, end)
     s, c = store.sessions, store.conversions
     s_day, c_day = func.substr(s.c.created_at, 1, 10), func.substr(c.c.occurred_at, 1, 10)
@@ -135,34 +192,37 @@ def timeseries(
                 .group_by(s_day)
             ).all()
         )
-        kinds: dict[tuple[str, str], int] = {
-            (d, k): n
-            for d, k, n in conn.execute(
-                select(c_day, c.c.kind, func.count())
-                .where(
-                    and_(
-                        c.c.site_id == site.id,
-                        c.c.occurred_at >= lo,
-                        c.c.occurred_at < hi,
-                        c.c.kind.in_(("lead", "sale")),
-                        _counted(site),
-                    )
+        kinds: Counter[tuple[str, str]] = Counter()
+        for d, kind, source, n in conn.execute(
+            select(c_day, c.c.kind, c.c.source, func.count())
+            .where(
+                and_(
+                    c.c.site_id == site.id,
+                    c.c.occurred_at >= lo,
+                    c.c.occurred_at < hi,
+                    c.c.kind.in_(("lead", "sale")),
+                    _counted(site),
                 )
-                .group_by(c_day, c.c.kind)
-            ).all()
-        }
+            )
+            .group_by(c_day, c.c.kind, c.c.source)
+        ).all():
+            kinds[d, _outcome(kind, source)] += n
         revenue = _revenue(conn, site, lo, hi, by_day=True)
     days = []
     day = start
     while day <= end:
         key = day.isoformat()
+        browser_sales = kinds[key, "browserSale"]
+        counted, browser_revenue = revenue.get(key, ({}, {}))
         days.append(
             {
                 "date": key,
                 "clicks": clicks.get(key, 0),
-                "leads": kinds.get((key, "lead"), 0),
-                "sales": kinds.get((key, "sale"), 0),
-                "revenue": revenue.get(key, {}),
+                "leads": kinds[key, "lead"],
+                "sales": _sales(site, kinds[key, "sale"], browser_sales),
+                "revenue": counted,
+                "browserSales": browser_sales,
+                "browserRevenue": browser_revenue,
             }
         )
         day += timedelta(days=1)

@@ -129,6 +129,10 @@ def beacon() -> Any:
         if opened is None or opened[0] != site.id:
             raise field_error("sessionKey", "not a session key of this site")
         session_id = opened[1]
+    bound = site.settings.max_browser_value
+    if body.value is not None and body.value > bound:
+        # Refused, not clamped: a clamped value would be stored as if the page had sent it.
+        raise field_error("value", f"must be at most {bound} (the site's max browser value)")
     received_at = store.utcnow()
     outcome = conversions.from_beacon(body, session_id, received_at)
     # The tag's ID makes a re-send identical, so the store's unique key is all it needs.

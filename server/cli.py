@@ -171,7 +171,8 @@ def sites() -> None:
 
 def settings_options(command: Any) -> Any:
     """The per-site settings shared by ``sites create`` and ``sites update``."""
-    from .sites import ORDER_STATUSES
+    from .money import MAX_MINOR_UNITS
+    from .sites import DEFAULT_MAX_BROWSER_VALUE, ORDER_STATUSES
 
     command = click.option(
         "--counting-status",
@@ -190,6 +191,18 @@ def settings_options(command: Any) -> Any:
         "--consent-required/--no-consent-required",
         default=None,
         help="Write nothing to storage or cookies before firsttag.consent(true).",
+    )(command)
+    command = click.option(
+        "--count-browser-revenue/--no-count-browser-revenue",
+        default=None,
+        help="Count values reported by browsers (firsttag.convert) as revenue (default: no).",
+    )(command)
+    command = click.option(
+        "--max-browser-value",
+        type=click.IntRange(0, MAX_MINOR_UNITS),
+        default=None,
+        help=f"Largest value a browser conversion may report, in minor units "
+        f"(default {DEFAULT_MAX_BROWSER_VALUE:,}).",
     )(command)
     return click.option(
         "--attribution-days",
@@ -210,6 +223,8 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "global_name": options["global_name"],
         "tag_path": options["tag_path"],
         "consent_required": options["consent_required"],
+        "count_browser_revenue": options["count_browser_revenue"],
+        "max_browser_value": options["max_browser_value"],
     }
 
 

@@ -382,7 +382,12 @@ def from_server_conversion(body: schemas.ServerConversion, received_at: str) -> 
 def from_beacon(
     body: schemas.BrowserConversion, session_id: str | None, received_at: str
 ) -> Outcome:
-    """A browser conversion from ``firsttag.convert()``, keyed by the tag's ID."""
+    """A browser conversion from ``firsttag.convert()``, keyed by the tag's ID.
+
+    With a value it is a ``sale`` like the others (a Dub or Segment user looks for sales
+    there), but its ``source`` is ``browser``: the value is reported with the public key,
+    not confirmed, so analytics keep it out of revenue unless the site opts in.
+    """
     key = f"browser:{body.id}"
     row = _row(
         dedupKey=key,

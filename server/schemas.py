@@ -26,6 +26,7 @@ from pydantic import (
 from . import money, store
 from .errors import APIError
 from .ingest import json_default
+from .sites import DEFAULT_MAX_BROWSER_VALUE
 
 # Identifiers made by the tag: 32 hex characters, but accept any URL-safe token so that
 # sites migrating from other tags keep their existing IDs.
@@ -136,7 +137,12 @@ class BrowserConversion(_Payload):
     url: Url | None = None
     orderId: str | None = Field(None, min_length=1, max_length=190)
     value: int | None = Field(
-        None, ge=0, le=10**15, description="Amount in minor units of currency (cents)."
+        None,
+        ge=0,
+        le=money.MAX_MINOR_UNITS,
+        description="Amount in minor units of currency (cents); at most the site's max "
+        f"browser value (default {DEFAULT_MAX_BROWSER_VALUE:,}). Reported, not confirmed: "
+        "not revenue unless the site counts browser revenue.",
     )
     currency: CurrencyCode | None = Field(None, description="ISO 4217 code.")
     metadata: Metadata = None

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, insert, select, update
 
-from . import store
+from . import money, store
 
 _GLOBAL_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
 _TAG_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,200}\.js$")
@@ -80,6 +80,11 @@ _RESERVED = frozenset(
 
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "refunded", "cancelled")
 
+#: The largest value one browser conversion may report, in minor units: 100,000.00 of a
+#: two-decimal currency. Anyone can send a beacon, so one beacon must not be able to report
+#: a fortune; a shop selling dearer things raises it per site.
+DEFAULT_MAX_BROWSER_VALUE = 10_000_000
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -95,6 +100,11 @@ class Settings:
     tag_path: str | None = None
     #: Consent mode: nothing is written to storage or cookies before firsttag.consent(true).
     consent_required: bool = False
+    #: Count values reported by browsers (firsttag.convert) as revenue. Off by default: the
+    #: publishable key is public, so a browser value is a claim, not money a back end confirmed.
+    count_browser_revenue: bool = False
+    #: Largest ``value`` a browser conversion may report (minor units); above it: 400.
+    max_browser_value: int = DEFAULT_MAX_BROWSER_VALUE
 
     @classmethod
     def from_json(cls, raw: str | None) -> Settings:
@@ -117,6 +127,8 @@ class Settings:
             not _TAG_PATH.match(self.tag_path) or self.tag_path.startswith(("/api/", "/t/"))
         ):
             raise ValueError("tag path must look like /assets/app.js (not under /api/ or /t/)")
+        if not 0 <= self.max_browser_value <= money.MAX_MINOR_UNITS:
+            raise ValueError(f"max browser value must be 0 to {money.MAX_MINOR_UNITS} minor units")
         return self
 
 
@@ -148,6 +160,8 @@ class Site:
                 "globalName": self.settings.global_name,
                 "tagPath": self.settings.tag_path,
                 "consentRequired": self.settings.consent_required,
+                "countBrowserRevenue": self.settings.count_browser_revenue,
+                "maxBrowserValue": self.settings.max_browser_value,
             },
             "createdAt": self.created_at,
         }

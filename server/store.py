@@ -88,6 +88,9 @@ session_verifications = Table(
 # server conversions. ``dedup_key`` is the idempotency key, namespaced by what it means
 # (``browser:<id>``, ``order:<orderId>``, ``lead:["cust","Sign Up"]``, ``sale:<invoiceId>``,
 # ``conversion:<order_id>``); ``fingerprint`` holds the fields a re-send must repeat.
+# Trust: ``source`` says who reported an outcome, and so whether its value is money a back
+# end confirmed with the secret key or a claim a browser made with the public key (see
+# BROWSER_SOURCES). It is set by the endpoint that received the event, never by its body.
 conversions = Table(
     "conversions",
     metadata,
@@ -118,6 +121,10 @@ conversions = Table(
     UniqueConstraint("site_id", "dedup_key", name="uq_conversions_site_dedup"),
     Index("ix_conversions_time", "site_id", "occurred_at"),
 )
+
+#: Sources sent with the publishable key: their values are reported by a browser, not
+#: confirmed, and count as revenue only where a site opts in (Settings.count_browser_revenue).
+BROWSER_SOURCES = ("browser",)
 
 customers = Table(
     "customers",
@@ -316,6 +323,8 @@ def _conversion_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "customerExternalId": row["customer_id"],
         "orderId": row["order_id"],
         "value": row["value"],
+        # False: a value a browser reported, shown apart from revenue (see analytics).
+        "confirmed": row["source"] not in BROWSER_SOURCES,
         "refunded": row["refunded"],
         "currency": row["currency"],
         "status": row["status"],

@@ -93,6 +93,8 @@ def test_site_settings_from_the_cli(tmp_path):
         "globalName": "firsttag",
         "tagPath": None,
         "consentRequired": False,
+        "countBrowserRevenue": False,
+        "maxBrowserValue": 10_000_000,
     }
     updated = run_cli(
         "sites",

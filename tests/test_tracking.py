@@ -566,7 +566,15 @@ def test_funnel_and_timeseries(backend, site, engine, worker):
     today = datetime.now(UTC).date().isoformat()
     series = backend.get(f"/api/v1/analytics/timeseries?start={today}&end={today}")["data"]
     assert series == [
-        {"date": today, "clicks": 2, "leads": 2, "sales": 1, "revenue": {"EUR": 1000}}
+        {
+            "date": today,
+            "clicks": 2,
+            "leads": 2,
+            "sales": 1,
+            "revenue": {"EUR": 1000},
+            "browserSales": 0,
+            "browserRevenue": {},
+        }
     ]
     bad = requests.get(
         backend.url + "/api/v1/analytics/funnel?start=yesterday",
