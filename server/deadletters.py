@@ -66,13 +66,14 @@ def describe(exc: BaseException) -> str:
     """``Type: message`` of an exception, short and without SQL or bound parameters.
 
     SQLAlchemy's message repeats the statement and every parameter; the driver's own
-    message (``exc.orig``) says what was refused and is enough to fix it.
+    message (``exc.orig``) says what was refused and is enough to fix it. The type is
+    SQLAlchemy's (``IntegrityError``, ``DataError``…), the same for every database.
     """
     shown: BaseException = exc
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         shown = exc.orig
     message = str(shown).split("\n", 1)[0]
-    text = f"{type(shown).__name__}: {message}" if message else type(shown).__name__
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:MAX_ERROR_CHARS]
 
 

@@ -61,7 +61,7 @@ def refuse_conversions_named(engine: Any, name: str) -> None:
         else:
             conn.execute(
                 text(
-                    "CREATE FUNCTION refuse_rule() RETURNS trigger AS $$ BEGIN "
+                    "CREATE OR REPLACE FUNCTION refuse_rule() RETURNS trigger AS $$ BEGIN "
                     f"IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused by a rule' "
                     "USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END $$ "
                     "LANGUAGE plpgsql"
@@ -82,7 +82,7 @@ def fix_the_rule(engine: Any) -> None:
             conn.execute(text("DROP TRIGGER refuse_rule"))
         else:
             conn.execute(text("DROP TRIGGER refuse_rule ON conversions"))
-            conn.execute(text("DROP FUNCTION refuse_rule()"))
+            conn.execute(text("DROP FUNCTION IF EXISTS refuse_rule()"))
 
 
 def stored_keys(engine: Any, dedup_key: str) -> int:
@@ -246,9 +246,7 @@ def test_a_locked_database_makes_the_batch_wait_then_store_once(
     worker = WorkerProcess(config, tmp_path / "worker.log")
     worker.start()
     try:
-        wait_until(
-            lambda: "store unavailable" in worker.log.read_text(), 60, "the batch to wait"
-        )
+        wait_until(lambda: "store unavailable" in worker.log.read_text(), 60, "the batch to wait")
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "store" in ready.get_json()["failing"]
         lock.rollback()

@@ -7,8 +7,7 @@ import json
 from redis import Redis
 from sqlalchemy import func, select
 
-from server import store
-from server import deadletters
+from server import deadletters, store
 from server.ingest import BUFFER_KEY, LEASE_KEY, EventBuffer
 from server.pipeline import Drainer
 from tests.support import WorkerProcess, wait_until
