@@ -55,7 +55,13 @@ def create_app(config: Config | None = None) -> Flask:
         config=config,
         engine=engine,
         redis=redis,
-        buffer=EventBuffer(redis, config.queue_name, config.max_backlog),
+        buffer=EventBuffer(
+            redis,
+            config.queue_name,
+            config.max_backlog,
+            config.max_site_backlog_bytes,
+            config.max_backlog_bytes,
+        ),
         sites=SiteDirectory(engine),
         session_keys=SessionKeys(config.secret_key),
         tags=TagCache(config.public_url),
@@ -71,6 +77,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(gtm.bp)
     app.register_blueprint(install.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
+    app.add_url_rule("/readyz", "readyz", _readyz)
     return app
 
 
@@ -95,3 +102,15 @@ def _healthz() -> Any:
         checks["store"] = f"error: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
     return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503
+
+
+def _readyz() -> Any:
+    """Whether events are being stored: Redis, store, worker heartbeat, backlog, dead letters.
+
+    200 when they are, 503 naming the failing checks when not (see :mod:`server.readiness`).
+    """
+    from .readiness import report
+
+    s = services()
+    body, ready = report(s.redis, s.engine, s.config.ready_heartbeat_s, s.config.ready_event_age_s)
+    return body, 200 if ready else 503

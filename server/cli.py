@@ -98,6 +98,66 @@ def worker(burst: bool, data_dir: str | None) -> None:
     DrainingWorker([config.queue_name], connection=connection).work(burst=burst)
 
 
+@main.command()
+@click.option("--requeue", is_flag=True, help="Replay the given dead letters (all if none given).")
+@click.option("--drop", is_flag=True, help="Remove the given dead letters for good.")
+@click.option("--json", "as_json", is_flag=True, help="Print the letters as JSON.")
+@click.argument("ids", nargs=-1)
+@data_dir_option
+def failed(
+    requeue: bool, drop: bool, as_json: bool, ids: tuple[str, ...], data_dir: str | None
+) -> None:
+    """List events the worker could not store (dead letters); replay or drop them."""
+    from redis import Redis
+
+    from . import deadletters
+    from .ingest import BacklogFull, EventBuffer
+
+    config = _config(data_dir)
+    if not config.redis_url:
+        raise click.UsageError("FIRSTTAG_REDIS_URL is not set")
+    if requeue and drop:
+        raise click.UsageError("--requeue and --drop exclude each other")
+    if drop and not ids:
+        raise click.UsageError("--drop needs the IDs of the letters to remove")
+    if ids and not (requeue or drop):
+        raise click.UsageError("IDs go with --requeue or --drop")
+    redis = Redis.from_url(config.redis_url)
+    deadletters.adopt_legacy(redis, store.utcnow())
+    if drop:
+        click.echo(f"dropped {deadletters.drop(redis, list(ids))} of {len(ids)}")
+        return
+    if requeue:
+        buffer = EventBuffer(
+            redis,
+            config.queue_name,
+            config.max_backlog,
+            config.max_site_backlog_bytes,
+            config.max_backlog_bytes,
+        )
+        try:
+            done = deadletters.requeue(redis, buffer, list(ids) or None)
+        except BacklogFull:
+            raise click.ClickException("the backlog is full; requeue again later") from None
+        click.echo(f"requeued {len(done)}" + (f" of {len(ids)}" if ids else ""))
+        return
+    found = deadletters.letters(redis)
+    if as_json:
+        click.echo(json.dumps([letter.public_dict() for letter in found], indent=2))
+        return
+    summary = deadletters.summary(redis)
+    click.echo(
+        f"{summary['count']} dead letters" + (f", oldest {summary['oldest']}" if found else "")
+    )
+    for reason, n in summary["reasons"].items():
+        click.echo(f"  {n:>6}  {reason}")
+    for letter in found:
+        click.echo(
+            f"{letter.id}  {letter.failed_at}  site={letter.site or '?'}  "
+            f"kind={letter.kind or '?'}  {letter.reason}: {letter.error}"
+        )
+
+
 @main.command("build")
 @click.option(
     "--out", "out", required=True, type=click.Path(file_okay=False), help="Output directory."

@@ -17,6 +17,13 @@ variable                       default
 ``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
 ``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
 ``FIRSTTAG_MAX_BACKLOG``       ``2000000`` waiting events before writes answer 429
+``FIRSTTAG_MAX_SITE_BACKLOG_BYTES``  ``67108864`` (64 MiB) waiting bytes of one site before
+                               that site's writes answer 429 (other sites go on)
+``FIRSTTAG_MAX_BACKLOG_BYTES`` ``536870912`` (512 MiB) waiting bytes of all sites together
+``FIRSTTAG_READY_HEARTBEAT_S`` ``30``: ``/readyz`` fails when events wait and no worker has
+                               shown life for this long
+``FIRSTTAG_READY_EVENT_AGE_S`` ``300``: ``/readyz`` fails when the oldest waiting event is
+                               older than this
 ``FIRSTTAG_REDIS_FSYNC``       ``always``: the embedded Redis fsyncs its append-only file
                                before answering (``everysec``: faster, may lose the last
                                second of acknowledged events if the machine crashes)
@@ -48,6 +55,10 @@ class Config:
     max_body_bytes: int = 64 * 1024
     batch_size: int = 1000
     max_backlog: int = 2_000_000
+    max_site_backlog_bytes: int = 64 * 1024 * 1024
+    max_backlog_bytes: int = 512 * 1024 * 1024
+    ready_heartbeat_s: int = 30
+    ready_event_age_s: int = 300
     redis_fsync: str = "always"
     queue_name: str = "firsttag"
 
@@ -66,6 +77,10 @@ class Config:
             max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
             batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
             max_backlog=_int(env, "FIRSTTAG_MAX_BACKLOG", 2_000_000),
+            max_site_backlog_bytes=_int(env, "FIRSTTAG_MAX_SITE_BACKLOG_BYTES", 64 * 1024 * 1024),
+            max_backlog_bytes=_int(env, "FIRSTTAG_MAX_BACKLOG_BYTES", 512 * 1024 * 1024),
+            ready_heartbeat_s=_int(env, "FIRSTTAG_READY_HEARTBEAT_S", 30),
+            ready_event_age_s=_int(env, "FIRSTTAG_READY_EVENT_AGE_S", 300),
             redis_fsync=_choice(env, "FIRSTTAG_REDIS_FSYNC", ("always", "everysec")),
         )
 

@@ -9,31 +9,64 @@ A drain job holds the drain lease (see :mod:`server.ingest`) and repeats:
 A worker killed between 2 and 3 leaves the batch in Redis; the next drainer writes it
 again and the unique keys turn every row into a no-op. A drainer that stalled past its
 lease cannot trim: another drainer owns the head of the list by then.
+
+No event can block another. When a batch fails because of its events (a value the
+worker's parsing refuses, a row the database refuses, anything else one event raises),
+the batch is split in halves until the events at fault are alone; those become dead
+letters (:mod:`server.deadletters`), recorded in the same atomic step as the trim, and
+the rest is stored. Only a fault of the database itself (down, locked, read-only, full)
+makes the batch wait, with a capped exponential backoff inside the drain while the lease
+is kept alive, and then retries it as it was.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from redis import Redis
 from rq import Worker, get_current_job
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from . import store
+from . import deadletters, store
 from .attribution import attribute_from, touches, window_start
 from .config import Config
-from .ingest import BUFFER_KEY, DEAD_LETTER_KEY, LEASE_KEY, EventBuffer, json_default
+from .ingest import (
+    BUFFER_KEY,
+    LEASE_KEY,
+    SITE_BYTES_KEY,
+    TOTAL_BYTES_KEY,
+    EventBuffer,
+    envelope,
+    json_default,
+)
+from .readiness import beat, store_writable
 
 log = logging.getLogger(__name__)
 
 RUNNING_LEASE_MS = 10_000
 MAX_JOB_SECONDS = 300
+# Waiting for the database: 0.5 s, 1 s, 2 s, … never more than 30 s between tries.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+# SQLite result codes (low byte) that are the database's state, not an event's fault:
+# BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+_SQLITE_DATABASE_CODES = {5, 6, 8, 10, 13, 14}
+# PostgreSQL SQLSTATE classes that are the server's state: connection exception,
+# transaction rollback (serialisation, deadlock: retry), insufficient resources (disk
+# full, out of memory, too many connections), operator intervention, system error.
+_POSTGRES_DATABASE_CLASSES = {"08", "40", "53", "57", "58"}
+_POSTGRES_READ_ONLY = "25006"
 
 _ACQUIRE = """
 local holder = redis.call('GET', KEYS[1])
@@ -44,8 +77,43 @@ end
 return 0
 """
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS: buffer, lease, site bytes, total bytes, dead letters, claim keys…
+# ARGV: token, events to trim, lease ms, number of sites s, s × (site, bytes), number of
+# dead letters d, d × (reason, error, failedAt, site, kind, event, claims c, c values).
+# One atomic step: dead letters are recorded exactly once, their claims are deleted while
+# they still hold the value this event set, and the byte counters follow the list.
 _TRIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local i = 5
+local freed = 0
+for _ = 1, tonumber(ARGV[4]) do
+  local size = tonumber(ARGV[i + 1])
+  if redis.call('HINCRBY', KEYS[3], ARGV[i], -size) <= 0 then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
+  freed = freed + size
+  i = i + 2
+end
+if freed > 0 and redis.call('DECRBY', KEYS[4], freed) <= 0 then redis.call('DEL', KEYS[4]) end
+local d = tonumber(ARGV[i])
+i = i + 1
+local k = 6
+for _ = 1, d do
+  redis.call('XADD', KEYS[5], '*', 'reason', ARGV[i], 'error', ARGV[i + 1],
+    'failedAt', ARGV[i + 2], 'site', ARGV[i + 3], 'kind', ARGV[i + 4], 'event', ARGV[i + 5])
+  local c = tonumber(ARGV[i + 6])
+  i = i + 7
+  for _ = 1, c do
+    if redis.call('GET', KEYS[k]) == ARGV[i] then redis.call('DEL', KEYS[k]) end
+    k = k + 1
+    i = i + 1
+  end
+end
 redis.call('LTRIM', KEYS[1], ARGV[2], -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return redis.call('LLEN', KEYS[1])
@@ -73,12 +141,28 @@ def _engine(database_url: str) -> Engine:
 
 
 def drain(token: str) -> int:
-    """RQ job: drain the buffer while holding the lease ``token``. Returns events written."""
+    """RQ job: drain the buffer while holding the lease ``token``. Returns events handled."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("drain() runs as an RQ job")
     config = Config.from_env()
     return Drainer(job.connection, _engine(config.database_url), config.batch_size).run(token)
+
+
+@dataclass
+class Failure:
+    """An event that cannot be stored, on its way to the dead letters."""
+
+    raw: bytes
+    reason: str
+    error: str
+    site: str = ""
+    kind: str = ""
+    claims: dict[str, str] = field(default_factory=dict)
+
+
+class StoreUnavailable(Exception):
+    """The database stayed unavailable and the drain had to stop waiting (lease, deadline)."""
 
 
 class Drainer:
@@ -89,6 +173,7 @@ class Drainer:
         self.engine = engine
         self.batch_size = batch_size
         self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
         self._trim = redis.register_script(_TRIM)
         self._release_if_empty = redis.register_script(_RELEASE_IF_EMPTY)
         self._release = redis.register_script(_RELEASE)
@@ -97,8 +182,19 @@ class Drainer:
         """Drain until the buffer is empty, the lease is lost or ``max_seconds`` pass."""
         if not self._acquire(keys=[LEASE_KEY], args=[token, RUNNING_LEASE_MS]):
             return 0  # another drainer holds the lease and will empty the buffer
-        deadline = time.monotonic() + max_seconds
+        keeper = _LeaseKeeper(self.redis, self._renew, token)
+        keeper.start()
+        try:
+            return self._drain(token, keeper, time.monotonic() + max_seconds)
+        finally:
+            keeper.stop()
+
+    def _drain(self, token: str, keeper: _LeaseKeeper, deadline: float) -> int:
         written = 0
+
+        def go_on() -> bool:
+            return not keeper.lost.is_set() and time.monotonic() < deadline
+
         while True:
             raw = self.redis.lrange(BUFFER_KEY, 0, self.batch_size - 1)
             if not raw:
@@ -106,61 +202,185 @@ class Drainer:
                 if released != 0:
                     return written
                 continue  # events arrived between LRANGE and the release
-            written += self.write_batch(raw)
-            left = self._trim(
-                keys=[BUFFER_KEY, LEASE_KEY], args=[token, len(raw), RUNNING_LEASE_MS]
-            )
-            if left < 0:
-                log.warning("drain lease lost; leaving the buffer to its new holder")
+            try:
+                failures = self.write_batch(raw, go_on)
+            except StoreUnavailable:
+                failures = None
+            if failures is not None:
+                left = self._trim(**_trim_args(token, raw, failures))
+                if left < 0:
+                    log.warning("drain lease lost; leaving the buffer to its new holder")
+                    return written
+                written += len(raw)
+            if keeper.lost.is_set():
+                log.warning("drain lease lost while waiting for the store")
                 return written
-            if time.monotonic() > deadline:
+            if failures is None or time.monotonic() > deadline:
                 # Hand over to a fresh job so no job runs into RQ's timeout.
                 self._release(keys=[LEASE_KEY], args=[token])
                 EventBuffer(self.redis, _queue_name()).kick()
                 return written
 
-    def write_batch(self, raw: list[bytes]) -> int:
-        """Store a batch in one transaction; returns how many events it held.
+    def write_batch(self, raw: list[bytes], go_on: Any = None) -> list[Failure]:
+        """Store what can be stored of ``raw``; return the events that cannot be.
 
-        An event the database refuses (it passed validation, so this is a bug) would block
-        the buffer forever if the batch were retried as a whole, so on such an error the
-        batch is written event by event and the refused ones go to the dead-letter list.
-        Errors of the database itself (it is down, locked, full) propagate: the job fails,
-        the events stay in Redis and a later drain retries them.
+        A batch that stores cleanly is one transaction. A batch that fails because of its
+        events is bisected until the faulty events are alone; each of those is returned
+        as a :class:`Failure` and everything else is committed. While the database itself
+        fails, the batch waits with a capped exponential backoff and is retried as long
+        as ``go_on()`` says so (always, when None); then :class:`StoreUnavailable` is
+        raised and nothing of the batch has been lost (it is still in the buffer).
         """
-        events = [_decode(item) for item in raw]
-        good = [e for e in events if e is not None]
-        bad = [item for item, e in zip(raw, events, strict=True) if e is None]
-        try:
-            with self.engine.begin() as conn:
-                _write(conn, good)
-        except OperationalError:
-            raise
-        except StatementError:
-            for item, event in zip(raw, events, strict=True):
-                if event is None:
-                    continue
-                try:
-                    with self.engine.begin() as conn:
-                        _write(conn, [event])
-                except OperationalError:
-                    raise
-                except StatementError as exc:
-                    log.error("event refused by the database, dead-lettered: %s", exc)
-                    bad.append(item)
-        if bad:
-            self.redis.rpush(DEAD_LETTER_KEY, *bad)
-        return len(raw)
+        failures: list[Failure] = []
+        events: list[tuple[bytes, dict[str, Any]]] = []
+        for item in raw:
+            event, failure = _decode(item)
+            if failure is not None:
+                failures.append(failure)
+            else:
+                events.append((item, event))
+        chunks = [events] if events else []
+        attempt = 0
+        while chunks:
+            chunk = chunks.pop(0)
+            try:
+                with self.engine.begin() as conn:
+                    _write(conn, [event for _, event in chunk])
+                attempt = 0
+            except BaseTimeoutException:
+                raise  # RQ's job timeout: not this event's fault
+            except Exception as exc:
+                if self._database_fault(exc):
+                    self._wait(exc, attempt, go_on)
+                    attempt += 1
+                    chunks.insert(0, chunk)
+                elif len(chunk) == 1:
+                    failures.append(_failure(*chunk[0], exc))
+                else:
+                    middle = len(chunk) // 2
+                    chunks[0:0] = [chunk[:middle], chunk[middle:]]
+        for failure in failures:
+            log.error(
+                "dead-lettered a %s event of site %s: %s (%s)",
+                failure.kind or "?",
+                failure.site or "?",
+                failure.reason,
+                failure.error,
+            )
+        return failures
+
+    def _database_fault(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the database cannot write now, whatever the events."""
+        if isinstance(exc, (DisconnectionError, PoolTimeoutError)):
+            return True
+        if not isinstance(exc, DBAPIError):
+            return False  # a Python error of the worker's own parsing: the event's fault
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_DATABASE_CODES
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate:
+            return sqlstate[:2] in _POSTGRES_DATABASE_CLASSES or sqlstate == _POSTGRES_READ_ONLY
+        # A driver without codes: ask the database whether it takes a write at all.
+        return isinstance(exc, (OperationalError, InterfaceError)) and (
+            store_writable(self.engine) is not None
+        )
+
+    def _wait(self, exc: Exception, attempt: int, go_on: Any) -> None:
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**attempt)
+        log.warning("store unavailable (%s); batch waits %.1f s", deadletters.describe(exc), delay)
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0:
+            if go_on is not None and not go_on():
+                raise StoreUnavailable(deadletters.describe(exc))
+            time.sleep(min(left, 0.5))
+        if go_on is not None and not go_on():
+            raise StoreUnavailable(deadletters.describe(exc))
 
 
-def _decode(item: bytes) -> dict[str, Any] | None:
+class _LeaseKeeper(threading.Thread):
+    """Renews the drain lease and the worker heartbeat while a drain runs.
+
+    A write may block for longer than the lease (SQLite waits for a lock, a big batch on
+    a slow disk); renewing from a thread keeps the lease for as long as this process is
+    alive, and a process that dies or freezes still loses it within ``RUNNING_LEASE_MS``.
+    """
+
+    def __init__(self, redis: Redis, renew: Any, token: str) -> None:
+        super().__init__(name="drain-lease", daemon=True)
+        self.redis = redis
+        self.renew = renew
+        self.token = token
+        self.lost = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(RUNNING_LEASE_MS / 4000):
+            try:
+                beat(self.redis)
+                if not self.renew(keys=[LEASE_KEY], args=[self.token, RUNNING_LEASE_MS]):
+                    self.lost.set()
+                    return
+            except Exception:  # Redis unreachable: try again, the lease may still hold
+                log.exception("drain lease renewal failed")
+
+    def stop(self) -> None:
+        """Stop renewing (the lease itself is released or trimmed by the drainer)."""
+        self._stopped.set()
+        self.join()
+
+
+def _decode(item: bytes) -> tuple[dict[str, Any], None] | tuple[None, Failure]:
+    site, _ = envelope(item)
     try:
         event = json.loads(item)
-    except ValueError:
-        return None
+    except Exception as exc:  # not JSON, not UTF-8, or too deep (RecursionError)
+        return None, Failure(item, deadletters.UNDECODABLE, deadletters.describe(exc), site or "")
     if not isinstance(event, dict) or event.get("kind") not in _ROW_MAKERS:
-        return None
-    return event
+        kind = event.get("kind") if isinstance(event, dict) else None
+        error = f"not an event of a known kind: {str(kind)[:100]!r}"
+        return None, Failure(item, deadletters.NOT_AN_EVENT, error, site or "")
+    return event, None
+
+
+def _failure(item: bytes, event: dict[str, Any], exc: Exception) -> Failure:
+    reason = (
+        deadletters.REFUSED_BY_DATABASE
+        if isinstance(exc, DBAPIError)
+        else deadletters.INVALID_EVENT
+    )
+    claims = event.get("claims")
+    claims = claims if isinstance(claims, dict) else {}
+    return Failure(
+        item,
+        reason,
+        deadletters.describe(exc),
+        str(event.get("site") or ""),
+        str(event.get("kind") or ""),
+        {k: v for k, v in claims.items() if isinstance(k, str) and isinstance(v, str)},
+    )
+
+
+def _trim_args(token: str, raw: list[bytes], failures: list[Failure]) -> dict[str, list[Any]]:
+    sizes: dict[str, int] = {}
+    for item in raw:
+        site, _ = envelope(item)
+        if site is not None:
+            sizes[site] = sizes.get(site, 0) + len(item)
+    args: list[Any] = [token, len(raw), RUNNING_LEASE_MS, len(sizes)]
+    for site, size in sizes.items():
+        args += [site, size]
+    args.append(len(failures))
+    claim_keys: list[str] = []
+    failed_at = store.utcnow()
+    for f in failures:
+        args += [f.reason, f.error, failed_at, f.site, f.kind, f.raw, len(f.claims)]
+        claim_keys += f.claims.keys()
+        args += f.claims.values()
+    keys = [BUFFER_KEY, LEASE_KEY, SITE_BYTES_KEY, TOTAL_BYTES_KEY, deadletters.DEAD_LETTER_KEY]
+    return {"keys": keys + claim_keys, "args": args}
 
 
 def _write(conn: Any, events: list[dict[str, Any]]) -> None:
@@ -318,8 +538,9 @@ class DrainingWorker(Worker):
         self._buffer = EventBuffer(self.connection, self.queues[0].name)
 
     def run_maintenance_tasks(self) -> None:
-        """Kick a drain; run RQ's registry cleaning at its usual, slower pace."""
+        """Beat, kick a drain; run RQ's registry cleaning at its usual, slower pace."""
         try:
+            beat(self.connection)
             self._buffer.kick()
         except Exception:  # a failed kick is retried at the next interval
             log.exception("drain kick failed")

@@ -140,7 +140,7 @@ def _admit(site: Site, outcome: Outcome, received_at: str) -> Decision:
         return decision, None
 
     return services().buffer.push_claimed(
-        _claim_key(site, outcome.dedup_key), decide, events, claims
+        site.id, _claim_key(site, outcome.dedup_key), decide, events, claims
     )
 
 

@@ -7,8 +7,8 @@ import json
 from redis import Redis
 from sqlalchemy import func, select
 
-from server import store
-from server.ingest import BUFFER_KEY, DEAD_LETTER_KEY, LEASE_KEY, EventBuffer
+from server import deadletters, store
+from server.ingest import BUFFER_KEY, LEASE_KEY, EventBuffer
 from server.pipeline import Drainer
 from tests.support import WorkerProcess, wait_until
 
@@ -80,7 +80,7 @@ def test_a_drainer_that_lost_its_lease_does_not_trim(config, engine, site):
     assert redis.llen(BUFFER_KEY) == 5 and count(engine) == 0
 
 
-def test_undecodable_events_go_to_the_dead_letter_list(config, engine, site):
+def test_undecodable_events_go_to_the_dead_letters(config, engine, site):
     redis = Redis.from_url(config.redis_url)
     EventBuffer(redis, config.queue_name).push(*conversion(site.id, 1))
     redis.rpush(BUFFER_KEY, b"not json", json.dumps({"kind": "unknown"}))
@@ -88,7 +88,11 @@ def test_undecodable_events_go_to_the_dead_letter_list(config, engine, site):
     redis.delete(LEASE_KEY)
     assert Drainer(redis, engine, 1000).run("t") == 4
     assert count(engine) == 2
-    assert redis.lrange(DEAD_LETTER_KEY, 0, -1) == [b"not json", b'{"kind": "unknown"}']
+    found = deadletters.letters(redis)
+    assert [(d.event, d.reason) for d in found] == [
+        (b"not json", deadletters.UNDECODABLE),
+        (b'{"kind": "unknown"}', deadletters.NOT_AN_EVENT),
+    ]
 
 
 def test_earliest_verification_wins_whatever_the_order(engine, site):
