@@ -142,7 +142,7 @@ def sites() -> None:
 
 def settings_options(command: Any) -> Any:
     """The per-site settings shared by ``sites create`` and ``sites update``."""
-    from .sites import ORDER_STATUSES
+    from .sites import MAX_RATE_PER_MINUTE, ORDER_STATUSES
 
     command = click.option(
         "--counting-status",
@@ -162,6 +162,18 @@ def settings_options(command: Any) -> Any:
         default=None,
         help="Write nothing to storage or cookies before firsttag.consent(true).",
     )(command)
+    for name, what in (
+        ("browser", "Browser requests (sessions, beacons)"),
+        ("server", "Server events (secret key; a batch counts its items)"),
+        ("reads", "Analytics and conversion reads"),
+    ):
+        command = click.option(
+            f"--{name}-rate",
+            f"{name}_rate",
+            type=click.IntRange(1, MAX_RATE_PER_MINUTE),
+            default=None,
+            help=f"{what} per minute for this site (default: $FIRSTTAG_RATE_{name.upper()}).",
+        )(command)
     return click.option(
         "--attribution-days",
         type=click.IntRange(1, 365),
@@ -181,6 +193,9 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "global_name": options["global_name"],
         "tag_path": options["tag_path"],
         "consent_required": options["consent_required"],
+        "browser_rate_per_minute": options["browser_rate"],
+        "server_rate_per_minute": options["server_rate"],
+        "reads_rate_per_minute": options["reads_rate"],
     }
 
 

@@ -78,6 +78,9 @@ _RESERVED = frozenset(
     ]
 )
 
+#: The largest per-site rate limit a setting may ask for (requests per minute).
+MAX_RATE_PER_MINUTE = 10_000_000
+
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "refunded", "cancelled")
 
 
@@ -95,6 +98,12 @@ class Settings:
     tag_path: str | None = None
     #: Consent mode: nothing is written to storage or cookies before firsttag.consent(true).
     consent_required: bool = False
+    #: Browser requests per minute for the whole site; None: FIRSTTAG_RATE_BROWSER.
+    browser_rate_per_minute: int | None = None
+    #: Server events per minute (secret key, a batch counts its items); None: FIRSTTAG_RATE_SERVER.
+    server_rate_per_minute: int | None = None
+    #: Analytics and conversion reads per minute; None: FIRSTTAG_RATE_READS.
+    reads_rate_per_minute: int | None = None
 
     @classmethod
     def from_json(cls, raw: str | None) -> Settings:
@@ -117,6 +126,10 @@ class Settings:
             not _TAG_PATH.match(self.tag_path) or self.tag_path.startswith(("/api/", "/t/"))
         ):
             raise ValueError("tag path must look like /assets/app.js (not under /api/ or /t/)")
+        for name in ("browser", "server", "reads"):
+            rate = getattr(self, f"{name}_rate_per_minute")
+            if rate is not None and not 1 <= rate <= MAX_RATE_PER_MINUTE:
+                raise ValueError(f"{name} rate must be 1 to {MAX_RATE_PER_MINUTE:,} per minute")
         return self
 
 
@@ -148,6 +161,9 @@ class Site:
                 "globalName": self.settings.global_name,
                 "tagPath": self.settings.tag_path,
                 "consentRequired": self.settings.consent_required,
+                "browserRatePerMinute": self.settings.browser_rate_per_minute,
+                "serverRatePerMinute": self.settings.server_rate_per_minute,
+                "readsRatePerMinute": self.settings.reads_rate_per_minute,
             },
             "createdAt": self.created_at,
         }

@@ -93,6 +93,9 @@ def test_site_settings_from_the_cli(tmp_path):
         "globalName": "firsttag",
         "tagPath": None,
         "consentRequired": False,
+        "browserRatePerMinute": None,
+        "serverRatePerMinute": None,
+        "readsRatePerMinute": None,
     }
     updated = run_cli(
         "sites",
