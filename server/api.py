@@ -32,6 +32,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # CORS headers at all, so a browser can never read it.
 _BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon"}
 _PREFLIGHT_MAX_AGE = "600"
+# Not CORS-safelisted, so a page could not read when to retry without this.
+_EXPOSED_HEADERS = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 
 def _check_origin(site: Site) -> None:
@@ -78,6 +80,7 @@ def _cors(response: Response) -> Response:
         allowed = site.allows_origin(origin) if site else _origin_allowed(origin)
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
         response.vary.add("Origin")
     return response
 

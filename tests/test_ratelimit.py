@@ -64,6 +64,9 @@ def test_a_flood_from_one_ip_is_refused_while_others_are_untouched(app, engine, 
     assert first.headers["RateLimit-Limit"] == str(config.rate_per_ip)
     assert first.headers["RateLimit-Remaining"] == "0"
     assert int(first.headers["RateLimit-Reset"]) >= 1
+    # The page that sent it may read when to retry.
+    assert first.headers["Access-Control-Allow-Origin"] == SHOP_A
+    assert "Retry-After" in first.headers["Access-Control-Expose-Headers"]
     # Refused requests queue nothing: the buffer holds exactly the accepted beacons.
     assert Redis.from_url(config.redis_url).llen(BUFFER_KEY) == len(accepted)
 
