@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 from redis import Redis
 from sqlalchemy import Engine, text
 
@@ -18,7 +18,10 @@ from . import errors, store
 from .config import Config
 from .identity import SessionKeys
 from .ingest import EventBuffer
+from .proxies import trust_proxies
+from .ratelimit import RateLimiter, add_headers
 from .sites import SiteDirectory
+from .waits import WaitSlots
 
 if TYPE_CHECKING:
     from .tags import TagCache  # imported in create_app: tags imports this package
@@ -35,6 +38,8 @@ class Services:
     sites: SiteDirectory
     session_keys: SessionKeys
     tags: TagCache
+    limiter: RateLimiter
+    waits: WaitSlots
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -65,7 +70,13 @@ def create_app(config: Config | None = None) -> Flask:
         sites=SiteDirectory(engine),
         session_keys=SessionKeys(config.secret_key),
         tags=TagCache(config.public_url),
+        limiter=RateLimiter(redis),
+        waits=WaitSlots(config.wait_slots, config.wait_slots_site),
     )
+    try:
+        app.wsgi_app = trust_proxies(app.wsgi_app, config.trusted_proxies)  # type: ignore[method-assign]
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     from . import analytics, api, gtm, install, tags, tracking
 
@@ -78,7 +89,15 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(install.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.add_url_rule("/readyz", "readyz", _readyz)
+    app.after_request(add_headers)
+    app.after_request(_no_referrer)
     return app
+
+
+def _no_referrer(response: Response) -> Response:
+    # Pages carry install links with signed tokens; links out of them must not leak the URL.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 def services() -> Services:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, and_, func, or_, select, true
 
 from . import services, store
 from .errors import field_error
+from .ratelimit import charge_site
 from .sites import Site
 from .web import secret_site
 
@@ -261,6 +262,7 @@ def _date_arg(name: str, default: date) -> date:
 def funnel_view() -> Any:
     """``GET /api/v1/analytics/funnel?start=YYYY-MM-DD&end=YYYY-MM-DD`` (default: 30 days)."""
     site = secret_site()
+    charge_site("reads", site)
     return funnel(services().engine, site, *_dates(), exclude_bots=_exclude_bots())
 
 
@@ -268,4 +270,5 @@ def funnel_view() -> Any:
 def timeseries_view() -> Any:
     """``GET /api/v1/analytics/timeseries?start=…&end=…``: one entry per day."""
     site = secret_site()
+    charge_site("reads", site)
     return timeseries(services().engine, site, *_dates(), exclude_bots=_exclude_bots())

@@ -3,6 +3,14 @@
 Handlers validate, authenticate and hand events to the Redis buffer; they never write to
 the database. Browser endpoints answer CORS only for the origins of the site the key
 belongs to; a request whose ``Origin`` a site does not allow is refused with 403.
+
+A CORS preflight carries no body and no ``Authorization``, so it cannot name its site the
+way the request after it does. The tag never causes one (it posts ``text/plain``); a page
+that calls ``/sessions/convert`` with ``fetch`` does, and names its site on the URL:
+``/api/v1/sessions/convert?siteKey=pk_…``. Such a preflight is answered only for that
+site's origins. The seeds' URL without ``?siteKey=`` keeps working: its preflight is
+answered for an origin any site allows, and the request itself is then refused (403, no
+CORS headers) unless its key's site allows the origin.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from flask import Blueprint, Response, g, request
 from . import conversions, schemas, services, store
 from .bots import is_bot
 from .errors import APIError, field_error
+from .ratelimit import charge_client, charge_site
 from .sites import Site
 from .web import bearer, int_arg, json_body, secret_site
 
@@ -23,6 +32,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # CORS headers at all, so a browser can never read it.
 _BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon"}
 _PREFLIGHT_MAX_AGE = "600"
+# Not CORS-safelisted, so a page could not read when to retry without this.
+_EXPOSED_HEADERS = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 
 def _check_origin(site: Site) -> None:
@@ -37,13 +48,23 @@ def _publishable_site(site_key: str, field: str) -> Site:
     if site is None:
         raise APIError(401, "invalid_site_key", f"{field} is not a valid site key")
     _check_origin(site)
+    charge_site("browser", site)
     return site
+
+
+def _origin_allowed(origin: str) -> bool:
+    """Whether ``origin`` may read an answer: the URL's ``?siteKey=`` site, else any site."""
+    site_key = request.args.get("siteKey")
+    if site_key is None:
+        return services().sites.knows_origin(origin)
+    site = services().sites.by_site_key(site_key)
+    return site is not None and site.allows_origin(origin)
 
 
 def _preflight() -> Response:
     origin = request.headers.get("Origin")
-    if not origin or not services().sites.knows_origin(origin):
-        raise APIError(403, "origin_not_allowed", "this origin is not allowed")
+    if not origin or not _origin_allowed(origin):
+        raise APIError(403, "origin_not_allowed", "this origin is not allowed for the site")
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "POST"
     response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
@@ -56,11 +77,19 @@ def _cors(response: Response) -> Response:
     origin = request.headers.get("Origin")
     if origin and request.endpoint in _BROWSER_ENDPOINTS:
         site: Site | None = g.get("site")
-        allowed = site.allows_origin(origin) if site else services().sites.knows_origin(origin)
+        allowed = site.allows_origin(origin) if site else _origin_allowed(origin)
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
         response.vary.add("Origin")
     return response
+
+
+@bp.before_request
+def _limit_client() -> None:
+    # Before the body is read: a flooding client costs one Redis call, no parsing.
+    if request.endpoint in _BROWSER_ENDPOINTS:
+        charge_client(request.remote_addr)
 
 
 # -- browser endpoints -------------------------------------------------------------------
@@ -101,12 +130,13 @@ def convert_session() -> Any:
     if token is None:
         raise APIError(401, "missing_site_key", "Authorization: Bearer <site key> is required")
     s = services()
-    site = s.sites.by_site_key(token)
+    site, bucket = s.sites.by_site_key(token), "browser"
     if site is None and request.headers.get("Origin") is None:
-        site = s.sites.by_secret_key(token)  # back ends may use either key
+        site, bucket = s.sites.by_secret_key(token), "server"  # back ends may use either key
     if site is None:
         raise APIError(401, "invalid_site_key", "the site key is not valid")
     _check_origin(site)
+    charge_site(bucket, site)
     body = schemas.parse(schemas.SessionConvert, json_body())
     opened = s.session_keys.open(body.sessionKey)
     if opened is None or opened[0] != site.id:
@@ -147,6 +177,7 @@ def beacon() -> Any:
 def get_session(session_key: str) -> Any:
     """A stored session with its verification time (null until verified)."""
     site = secret_site()
+    charge_site("reads", site)
     s = services()
     opened = s.session_keys.open(session_key)
     found = (
@@ -161,6 +192,7 @@ def get_session(session_key: str) -> Any:
 def list_conversions() -> Any:
     """Stored conversions, newest first; pass ``cursor`` from one page to get the next."""
     site = secret_site()
+    charge_site("reads", site)
     limit = int_arg("limit", default=50, low=1, high=500)
     cursor = int_arg("cursor", default=None, low=1, high=2**62)
     items, next_cursor = store.list_conversions(services().engine, site.id, limit, cursor)

@@ -232,7 +232,7 @@ def sites() -> None:
 def settings_options(command: Any) -> Any:
     """The per-site settings shared by ``sites create`` and ``sites update``."""
     from .money import MAX_MINOR_UNITS
-    from .sites import DEFAULT_MAX_BROWSER_VALUE, ORDER_STATUSES
+    from .sites import DEFAULT_MAX_BROWSER_VALUE, MAX_RATE_PER_MINUTE, ORDER_STATUSES
 
     command = click.option(
         "--counting-status",
@@ -264,6 +264,18 @@ def settings_options(command: Any) -> Any:
         help=f"Largest value a browser conversion may report, in minor units "
         f"(default {DEFAULT_MAX_BROWSER_VALUE:,}).",
     )(command)
+    for name, what in (
+        ("browser", "Browser requests (sessions, beacons)"),
+        ("server", "Server events (secret key; a batch counts its items)"),
+        ("reads", "Analytics and conversion reads"),
+    ):
+        command = click.option(
+            f"--{name}-rate",
+            f"{name}_rate",
+            type=click.IntRange(1, MAX_RATE_PER_MINUTE),
+            default=None,
+            help=f"{what} per minute for this site (default: $FIRSTTAG_RATE_{name.upper()}).",
+        )(command)
     return click.option(
         "--attribution-days",
         type=click.IntRange(1, 365),
@@ -285,6 +297,9 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "consent_required": options["consent_required"],
         "count_browser_revenue": options["count_browser_revenue"],
         "max_browser_value": options["max_browser_value"],
+        "browser_rate_per_minute": options["browser_rate"],
+        "server_rate_per_minute": options["server_rate"],
+        "reads_rate_per_minute": options["reads_rate"],
     }
 
 

@@ -27,6 +27,20 @@ variable                       default
 ``FIRSTTAG_REDIS_FSYNC``       ``always``: the embedded Redis fsyncs its append-only file
                                before answering (``everysec``: faster, may lose the last
                                second of acknowledged events if the machine crashes)
+``FIRSTTAG_RATE_PER_IP``       ``300`` browser requests per minute from one client address
+                               (an IPv6 client: its /64), all sites together; a burst of
+                               that many, then one per 60/N s
+``FIRSTTAG_RATE_BROWSER``      ``60000`` browser requests per minute per site (sessions,
+                               beacons, verifications); a site may set its own
+``FIRSTTAG_RATE_SERVER``       ``60000`` server events per minute per site (secret key; a
+                               batch counts its items); a site may set its own
+``FIRSTTAG_RATE_READS``        ``600`` analytics and conversion reads per minute per site
+``FIRSTTAG_TRUSTED_PROXIES``   unset: the client is the TCP peer and ``X-Forwarded-For`` is
+                               ignored. A count (``1``: one proxy in front) or
+                               comma-separated CIDRs of the proxies (``10.0.0.0/8``)
+``FIRSTTAG_WAIT_SLOTS``        ``2`` ``mode: "wait"`` requests one web process holds at a
+                               time; more are answered at once, as queued (202)
+``FIRSTTAG_WAIT_SLOTS_SITE``   ``1`` of those slots one site may hold
 =============================  ==========================================================
 """
 
@@ -61,6 +75,13 @@ class Config:
     ready_event_age_s: int = 300
     redis_fsync: str = "always"
     queue_name: str = "firsttag"
+    rate_per_ip: int = 300
+    rate_browser: int = 60_000
+    rate_server: int = 60_000
+    rate_reads: int = 600
+    trusted_proxies: str | None = None
+    wait_slots: int = 2
+    wait_slots_site: int = 1
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Config:
@@ -82,6 +103,13 @@ class Config:
             ready_heartbeat_s=_int(env, "FIRSTTAG_READY_HEARTBEAT_S", 30),
             ready_event_age_s=_int(env, "FIRSTTAG_READY_EVENT_AGE_S", 300),
             redis_fsync=_choice(env, "FIRSTTAG_REDIS_FSYNC", ("always", "everysec")),
+            rate_per_ip=_int(env, "FIRSTTAG_RATE_PER_IP", 300),
+            rate_browser=_int(env, "FIRSTTAG_RATE_BROWSER", 60_000),
+            rate_server=_int(env, "FIRSTTAG_RATE_SERVER", 60_000),
+            rate_reads=_int(env, "FIRSTTAG_RATE_READS", 600),
+            trusted_proxies=env.get("FIRSTTAG_TRUSTED_PROXIES") or None,
+            wait_slots=_int(env, "FIRSTTAG_WAIT_SLOTS", 2),
+            wait_slots_site=_int(env, "FIRSTTAG_WAIT_SLOTS_SITE", 1),
         )
 
 

@@ -78,6 +78,9 @@ _RESERVED = frozenset(
     ]
 )
 
+#: The largest per-site rate limit a setting may ask for (requests per minute).
+MAX_RATE_PER_MINUTE = 10_000_000
+
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "refunded", "cancelled")
 
 #: The largest value one browser conversion may report, in minor units: 100,000.00 of a
@@ -105,6 +108,12 @@ class Settings:
     count_browser_revenue: bool = False
     #: Largest ``value`` a browser conversion may report (minor units); above it: 400.
     max_browser_value: int = DEFAULT_MAX_BROWSER_VALUE
+    #: Browser requests per minute for the whole site; None: FIRSTTAG_RATE_BROWSER.
+    browser_rate_per_minute: int | None = None
+    #: Server events per minute (secret key, a batch counts its items); None: FIRSTTAG_RATE_SERVER.
+    server_rate_per_minute: int | None = None
+    #: Analytics and conversion reads per minute; None: FIRSTTAG_RATE_READS.
+    reads_rate_per_minute: int | None = None
 
     @classmethod
     def from_json(cls, raw: str | None) -> Settings:
@@ -129,6 +138,10 @@ class Settings:
             raise ValueError("tag path must look like /assets/app.js (not under /api/ or /t/)")
         if not 0 <= self.max_browser_value <= money.MAX_MINOR_UNITS:
             raise ValueError(f"max browser value must be 0 to {money.MAX_MINOR_UNITS} minor units")
+        for name in ("browser", "server", "reads"):
+            rate = getattr(self, f"{name}_rate_per_minute")
+            if rate is not None and not 1 <= rate <= MAX_RATE_PER_MINUTE:
+                raise ValueError(f"{name} rate must be 1 to {MAX_RATE_PER_MINUTE:,} per minute")
         return self
 
 
@@ -162,6 +175,9 @@ class Site:
                 "consentRequired": self.settings.consent_required,
                 "countBrowserRevenue": self.settings.count_browser_revenue,
                 "maxBrowserValue": self.settings.max_browser_value,
+                "browserRatePerMinute": self.settings.browser_rate_per_minute,
+                "serverRatePerMinute": self.settings.server_rate_per_minute,
+                "readsRatePerMinute": self.settings.reads_rate_per_minute,
             },
             "createdAt": self.created_at,
         }

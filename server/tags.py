@@ -125,9 +125,7 @@ class TagCache:
         self.max_sites = max_sites
         #: Tags rendered so far (misses); tests and benchmarks read it.
         self.renders = 0
-        self._entries: OrderedDict[str, tuple[tuple[str, str, bool], RenderedTag]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[str, tuple[tuple[str, str, bool], RenderedTag]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

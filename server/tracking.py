@@ -22,12 +22,15 @@ from .attribution import attribute
 from .conversions import Decision, Outcome
 from .errors import APIError
 from .ingest import BacklogFull, encode
+from .ratelimit import charge_site
 from .sites import Site
 from .web import json_body, secret_site
 
 bp = Blueprint("tracking", __name__)
 
 WAIT_SECONDS = 10.0
+WAIT_FIRST_POLL_S = 0.01
+WAIT_MAX_POLL_S = 0.5
 BATCH_MAX_BYTES = 1024 * 1024
 
 
@@ -85,7 +88,9 @@ def _handle(kind: str, data: Any, site: Site, validate: bool) -> tuple[dict[str,
     if outcome.customer:
         answer["customer"] = outcome.customer
     if outcome.wait and outcome.record:
-        stored = _wait_for(site, outcome.dedup_key)
+        with services().waits.hold(site.id) as free:
+            # No free slot: answer at once, as a wait that ran out of time would.
+            stored = _wait_for(site, outcome.dedup_key) if free else None
         if stored is None:
             answer["pending"] = True  # durably queued; the worker has not caught up yet
             return answer, 202
@@ -183,19 +188,26 @@ def _dry_run(site: Site, outcome: Outcome) -> dict[str, Any]:
 
 
 def _wait_for(site: Site, key: str) -> dict[str, Any] | None:
+    # The worker usually stores within a few ms: poll soon, then back off, so a slow
+    # worker costs a couple of dozen queries per wait, not two hundred.
     engine = services().engine
     deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
+    pause = WAIT_FIRST_POLL_S
+    while True:
         found = store.conversion_by_key(engine, site.id, key)
         if found is not None:
             return found
-        time.sleep(0.05)
-    return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, WAIT_MAX_POLL_S)
 
 
 def _endpoint(kind: str, decimals: bool = False) -> Callable[[], Any]:
     def view() -> Any:
         site = secret_site()
+        charge_site("server", site)
         return _handle(kind, json_body(decimals=decimals), site, _validate_only())
 
     view.__name__ = f"track_{kind}"
@@ -216,6 +228,7 @@ def batch() -> Any:
     site = secret_site()
     request.max_content_length = BATCH_MAX_BYTES
     body = schemas.parse(schemas.Batch, json_body(decimals=True))
+    charge_site("server", site, cost=len(body.events))
     validate = _validate_only()
     results = []
     for index, item in enumerate(body.events):

@@ -95,6 +95,9 @@ def test_site_settings_from_the_cli(tmp_path):
         "consentRequired": False,
         "countBrowserRevenue": False,
         "maxBrowserValue": 10_000_000,
+        "browserRatePerMinute": None,
+        "serverRatePerMinute": None,
+        "readsRatePerMinute": None,
     }
     updated = run_cli(
         "sites",
