@@ -1,4 +1,4 @@
-"""The browser tag: ``tag_templates/tag.js`` with each site's values, served with an ETag.
+"""The browser tag: ``tag_templates/tag.min.js`` with each site's values, served with an ETag.
 
 Every URL in a tag comes from the configured public URL (``FIRSTTAG_PUBLIC_URL``), never
 from the request: a request with ``Host: evil.example`` gets the same bytes as any other,
@@ -17,8 +17,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from calmjs.parse import es5
-from calmjs.parse.unparsers.es5 import minify_print
 from flask import Blueprint, Response, request
 from jinja2.utils import htmlsafe_json_dumps
 from werkzeug.exceptions import NotFound
@@ -44,27 +42,33 @@ def templates_dir() -> Path:
     raise RuntimeError("tag_templates directory not found")
 
 
+#: The tag as people read and edit it, and as browsers get it: minified at build time by
+#: ``python -m firsttag_build.tagmin`` (terser, via Node) and committed, so serving it
+#: needs no minifier. Its first line is a comment recording what it was built from.
+SOURCE_NAME = "tag.js"
+MINIFIED_NAME = "tag.min.js"
+
 #: The string literals in tag.js that each site's values replace, after minifying.
 _PLACEHOLDERS = ("API_URL", "SITE_KEY", "GLOBAL_NAME", "CONSENT")
 _PLACEHOLDER = re.compile(r'"__FIRSTTAG_([A-Z_]+)__"')
 
 
+def read_minified() -> tuple[str, str]:
+    """The committed ``tag.min.js`` as its header comment line and its minified body."""
+    header, _, body = (templates_dir() / MINIFIED_NAME).read_text().partition("\n")
+    return header, body.strip()
+
+
 @cache
 def _minified_tag() -> str:
-    """tag.js minified, with its placeholders in place: once per process and tag version.
+    """The minified tag with its placeholders in place: read once per process.
 
-    Minifying takes ~40 ms; substituting a site's values into the result takes
-    microseconds, so no site, host or settings change ever pays for the minifier again.
+    Substituting a site's values into it takes microseconds, so no site, host or settings
+    change costs more than that.
     """
-    source = (templates_dir() / "tag.js").read_text()
-    # calmjs.parse: a real ES5 parser and printer that renames locals (mangling), keeps
-    # the output ES5 for old browsers and GTM, and is pure Python (no Node at run time).
-    # Placeholders are string literals, which it never renames or splits.
-    minified = minify_print(es5(source), obfuscate=True, obfuscate_globals=False, drop_semi=True)
-    # drop_semi drops the last one too; keep it, so the tag can be concatenated safely.
-    minified = minified.rstrip(";") + ";"
+    minified = read_minified()[1]
     if sorted(_PLACEHOLDER.findall(minified)) != sorted(_PLACEHOLDERS):
-        raise RuntimeError(f"tag.js must contain each of {_PLACEHOLDERS} once, as a string")
+        raise RuntimeError(f"tag.min.js must contain each of {_PLACEHOLDERS} once, as a string")
     return minified
 
 
@@ -140,7 +144,7 @@ class TagCache:
                 self._entries.move_to_end(site.id)
                 return hit[1]
         # Rendered outside the lock: two threads may both render a new site once, which
-        # costs less than making every other site's request wait behind the minifier.
+        # costs less than making every other site's request wait behind the render.
         tag = RenderedTag.of(render_tag(site, self.public_url))
         with self._lock:
             self.renders += 1

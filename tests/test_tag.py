@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -223,3 +224,101 @@ def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
         for url in ("https://a.example", "https://b.example/ft"):
             assert f'"{url}/api/v1"'.encode() in render_tag(site, url)
     assert _minified_tag.cache_info().misses == before
+
+
+def test_the_committed_minified_tag_is_built_from_the_current_source():
+    from firsttag_build.tagmin import provenance
+
+    from server.tags import MINIFIED_NAME, SOURCE_NAME, read_minified, templates_dir
+
+    source = (templates_dir() / SOURCE_NAME).read_text()
+    header, body = read_minified()
+    # The header records the SHA-256 of both files: editing tag.js without regenerating,
+    # or editing tag.min.js by hand, changes one of them.
+    assert header == provenance(source, body), (
+        f"{MINIFIED_NAME} is stale: run `python -m firsttag_build.tagmin` (needs Node.js)"
+    )
+
+
+# What the issue calls golfing, one pattern each. A line of the tag source is stripped of
+# comments, strings and regex literals first, so a ";" inside them does not count.
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+_REGEX = re.compile(r"(?<=[(=,:!&|?{};])\s*/(?![/*])(?:[^/\\\n\[]|\\.|\[(?:[^\]\\\n]|\\.)*\])+/")
+_FOR_HEADER = re.compile(r"\bfor\s*\([^)]*\)")
+_ASSIGNMENT = re.compile(r"(?<![=!<>])=(?!=)")
+
+
+def _code(line: str) -> str:
+    line = _REGEX.sub(" /re/", _STRING.sub('""', line))
+    return line.split("//")[0].strip()
+
+
+def _condition(code: str, keyword: str) -> str | None:
+    """The parenthesised condition after ``keyword`` on this line, or None."""
+    start = re.search(rf"\b{keyword}\s*\(", code)
+    if start is None:
+        return None
+    depth = 0
+    for i in range(start.end() - 1, len(code)):
+        depth += {"(": 1, ")": -1}.get(code[i], 0)
+        if depth == 0:
+            return code[start.end() : i]
+    return code[start.end() :]
+
+
+def _top_level_comma(code: str) -> bool:
+    depth = 0
+    for char in code:
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return True
+    return False
+
+
+def golfed_lines(source: str) -> list[tuple[int, str, str]]:
+    """Lines of JavaScript ``source`` holding more than one statement, as (number, why, line)."""
+    found = []
+    in_comment = False
+    for number, line in enumerate(source.splitlines(), 1):
+        stripped = line.strip()
+        if in_comment or stripped.startswith("/*"):
+            in_comment = "*/" not in stripped
+            continue
+        code = _code(line)
+        rest = _FOR_HEADER.sub("for ()", code)
+        checks = {
+            "two statements": re.search(r";\s*[^\s})]", rest),
+            "comma-chained declaration": code.startswith("var ") and _top_level_comma(code),
+            "assignment in a condition": any(
+                _ASSIGNMENT.search(_condition(code, keyword) or "")
+                for keyword in ("if", "while")
+            )
+            or _ASSIGNMENT.search(((_condition(code, "for") or "").split(";") + ["", ""])[1]),
+            "ternary or && as a statement": re.match(r"[\w.$\[\]()!]+\s*(\?|&&|\|\|)", code)
+            and not _ASSIGNMENT.search(code),
+        }
+        found += [(number, why, stripped) for why, hit in checks.items() if hit]
+    return found
+
+
+@pytest.mark.parametrize(
+    "golfed",
+    [
+        "var a = 1, b = 2;",
+        "var mem = {},",
+        "try { local = w.localStorage; tab = w.sessionStorage; } catch (e) {}",
+        "if (granted = !!yes) {",
+        "granted ? s.setItem(k, v) : later.push([s, k, v]);",
+        "click && setClick(click[1]);",
+        "for (var x; x = later.shift();) put(x[0], x[1], x[2]);",
+    ],
+)
+def test_the_one_statement_check_catches_golfed_lines(golfed):
+    assert golfed_lines(golfed), golfed
+
+
+def test_the_tag_source_has_one_statement_a_line():
+    from server.tags import SOURCE_NAME, templates_dir
+
+    source = (templates_dir() / SOURCE_NAME).read_text()
+    assert golfed_lines(source) == []
