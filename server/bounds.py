@@ -90,7 +90,9 @@ def _walk_json(root: Any) -> None:
 
 def check_number(value: float | Decimal | int, path: str) -> None:
     """Refuse a number that is not finite or does not fit a 64-bit float."""
-    if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
+    if isinstance(value, Decimal | float) and not (
+        value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+    ):
         raise Unstorable(path, "must be a finite number")
     if abs(value) > MAX_NUMBER:
         raise Unstorable(path, f"must be at most {MAX_NUMBER:.6g} in magnitude")

@@ -144,6 +144,11 @@ CASES: list[tuple[str, Any, str]] = [
         .encode(),
         "metadata.plan",
     ),
+    (
+        "/api/v1/beacon",
+        json.dumps(BODIES["/api/v1/beacon"][1]).replace('"pro"', "1" + "0" * 400).encode(),
+        "metadata.plan",
+    ),
     # Exact decimals with bounded magnitude.
     (
         "/api/v1/events",
