@@ -250,6 +250,9 @@ def _date_arg(name: str, default: date) -> date:
     if not raw:
         return default
     try:
+        # fromisoformat also reads 20260101 and 2026-W01-1; the API documents YYYY-MM-DD.
+        if not (raw.isascii() and len(raw) == 10 and raw[4] == raw[7] == "-"):
+            raise ValueError(raw)
         value = date.fromisoformat(raw)
     except ValueError:
         raise field_error(name, "must be a date as YYYY-MM-DD") from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import money, schemas
-from .ingest import json_default
+from .bounds import json_default
 
 #: A status later in this list wins a tie between two updates with the same time.
 _STATUS_RANK = {

@@ -17,12 +17,13 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
+
+from .bounds import json_default  # one definition for the door and the worker
 
 BUFFER_KEY = "firsttag:buffer"
 LEASE_KEY = "firsttag:drain-lease"
@@ -219,6 +220,7 @@ def encode(kind: str, site_id: str, received_at: str, data: dict[str, Any]) -> s
     return json.dumps(
         {"kind": kind, "site": site_id, "receivedAt": received_at, "data": data},
         separators=(",", ":"),
+        allow_nan=False,
         default=json_default,
     )
 
@@ -248,10 +250,3 @@ def envelope(raw: bytes) -> tuple[str | None, str | None]:
     if match is None:
         return None, None
     return match.group(1).decode(), match.group(2).decode()
-
-
-def json_default(value: Any) -> Any:
-    """JSON for the exact decimals that bodies parsed with ``decimals=True`` may carry."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -7,11 +7,13 @@ through binary floats, and rejected when they have more decimals than the curren
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from iso4217 import Currency
 
 MAX_MINOR_UNITS = 10**15
+# Digits before the decimal point of any amount that can be in range.
+MAX_AMOUNT_DIGITS = len(str(MAX_MINOR_UNITS))
 
 
 def exponent(code: str) -> int:
@@ -32,13 +34,24 @@ def normalise_currency(code: str) -> str:
 
 
 def to_minor_units(amount: Decimal | int, code: str) -> int:
-    """Convert a decimal ``amount`` of ``code`` exactly, e.g. 199.0 USD → 19900."""
+    """Convert a decimal ``amount`` of ``code`` exactly, e.g. 199.0 USD → 19900.
+
+    ValueError for anything but a finite amount of at most MAX_MINOR_UNITS minor units
+    with no more decimals than the currency has.
+    """
+    digits = exponent(code)
     try:
-        scaled = Decimal(amount).scaleb(exponent(code))
-    except InvalidOperation:
+        amount = Decimal(amount)
+        # Bounded before scaling: 9e999999 would overflow the decimal context, and
+        # int() of 1e999999999 would build a billion-digit integer.
+        if amount.is_finite() and amount.adjusted() > MAX_AMOUNT_DIGITS:
+            raise ValueError("amount is out of range")
+        scaled = amount.scaleb(digits)
+    except ArithmeticError:  # decimal.InvalidOperation, Overflow, …
         raise ValueError("amount is not a number") from None
-    if not scaled.is_finite() or scaled != scaled.to_integral_value():
-        digits = exponent(code)
+    if not scaled.is_finite():
+        raise ValueError("amount must be a finite number")
+    if scaled != scaled.to_integral_value():
         raise ValueError(f"{code.upper()} amounts have at most {digits} decimal places")
     minor = int(scaled)
     if not 0 <= minor <= MAX_MINOR_UNITS:

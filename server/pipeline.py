@@ -507,7 +507,11 @@ def _conversion_row(event: dict[str, Any], attribution: dict[str, Any]) -> dict[
 
 
 def _json(value: Any) -> str | None:
-    return json.dumps(value, separators=(",", ":"), default=json_default) if value else None
+    return (
+        json.dumps(value, separators=(",", ":"), allow_nan=False, default=json_default)
+        if value
+        else None
+    )
 
 
 _ROW_MAKERS = ("session", "verification", "customer", "conversion")

@@ -8,10 +8,8 @@ type has a bug its owner wants to hear about.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,9 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from . import money, store
+from . import bounds, money, store
 from .errors import APIError
-from .ingest import json_default
 from .sites import DEFAULT_MAX_BROWSER_VALUE
 
 # Identifiers made by the tag: 32 hex characters, but accept any URL-safe token so that
@@ -49,19 +46,12 @@ Url = Annotated[
 SiteKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 METADATA_MAX_CHARS = 10_000
-MAX_FUTURE = timedelta(minutes=5)
+# The store's dedup_key column; a lead's key holds its customer ID and event name.
+DEDUP_KEY_MAX = 512
 
 
 def _timestamp(value: str) -> str:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-04-10T12:34:56.000Z") from None
-    if moment.tzinfo is None:
-        raise ValueError("must include a UTC offset or Z")
-    if moment - datetime.now(UTC) > MAX_FUTURE:
-        raise ValueError("is more than 5 minutes in the future")
-    return store.format_time(moment)
+    return store.format_time(bounds.parse_timestamp(value))
 
 
 def _currency(value: str) -> str:
@@ -69,7 +59,7 @@ def _currency(value: str) -> str:
 
 
 def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    size = len(json.dumps(value, separators=(",", ":"), default=json_default)) if value else 0
+    size = len(bounds.dumps(value)) if value else 0
     if size > METADATA_MAX_CHARS:
         raise ValueError(f"must be at most {METADATA_MAX_CHARS} characters as JSON")
     return value
@@ -78,7 +68,10 @@ def _metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
 # ISO 8601 with an offset or Z, normalised to the store's UTC format.
 Timestamp = Annotated[
     str,
-    Field(max_length=64, description="ISO 8601 with an offset or Z; at most 5 min ahead."),
+    Field(
+        max_length=64,
+        description="ISO 8601 with an offset or Z, from 2000-01-01 to 5 min ahead.",
+    ),
     AfterValidator(_timestamp),
 ]
 # ISO 4217, any case in, upper case out.
@@ -92,12 +85,15 @@ Metadata = Annotated[
     Field(description=f"Free-form JSON object, at most {METADATA_MAX_CHARS:,} characters."),
     AfterValidator(_metadata),
 ]
-Identifier = Annotated[str, Field(min_length=1, max_length=190)]
+IDENTIFIER_MAX = 190
+Identifier = Annotated[str, Field(min_length=1, max_length=IDENTIFIER_MAX)]
 MinorUnits = Annotated[int, Field(ge=0, le=money.MAX_MINOR_UNITS)]
 
 
 class _Payload(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", str_strip_whitespace=False)
+    #: Refuse text the database cannot hold (NUL, lone surrogates) anywhere in the body.
+    check_text: ClassVar[bool] = True
 
     def cross_check(self) -> list[dict[str, str]]:
         """Errors that involve several fields, once each field is valid on its own."""
@@ -219,6 +215,15 @@ class TrackLead(_Payload):
     mode: LeadMode = "async"
     metadata: Metadata = None
 
+    def cross_check(self) -> list[dict[str, str]]:
+        """The lead's idempotency key (customer ID and event name) must fit the store."""
+        from .conversions import lead_key  # conversions imports this module
+
+        if len(lead_key(self.customerExternalId, self.eventName)) > DEDUP_KEY_MAX:
+            message = "with customerExternalId is too long for a lead's key (escaped as JSON)"
+            return [{"field": "eventName", "message": message}]
+        return []
+
 
 class TrackSale(_Payload):
     """``POST /api/v1/track/sale`` (Dub seed). ``amount`` is in minor units."""
@@ -261,8 +266,15 @@ class LinkEvent(_Payload):
     def cross_check(self) -> list[dict[str, str]]:
         """A stable identifier is required; a sale needs an amount valid in its currency."""
         errors = []
-        if not self.customer_id():
+        customer_id = self.customer_id()
+        if not customer_id:
             errors.append({"field": "customerExternalId", "message": "send it, or email, or phone"})
+        elif len(customer_id) > IDENTIFIER_MAX:
+            # The email stands in for the customer ID: it must fit the same column.
+            field = "email" if customer_id == self.email else "phone"
+            errors.append(
+                {"field": field, "message": f"as the customer ID, at most {IDENTIFIER_MAX} chars"}
+            )
         if self.event == "sale":
             if self.amount is None:
                 errors.append({"field": "amount", "message": "is required for a sale"})
@@ -305,6 +317,10 @@ class Batch(_Payload):
 
     events: list[BatchItem] = Field(min_length=1, max_length=500)
 
+    # Each item's data is checked when it is parsed on its own: one bad item is rejected
+    # alone, as any other invalid item is.
+    check_text: ClassVar[bool] = False
+
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -312,7 +328,17 @@ Model = TypeVar("Model", bound=BaseModel)
 def parse(model: type[Model], data: Any) -> Model:
     """Validate ``data`` against ``model``; raise one 400 listing every bad field."""
     if not isinstance(data, dict):
-        raise APIError(400, "invalid_body", "request body must be a JSON object")
+        raise APIError(
+            400,
+            "invalid_body",
+            "request body must be a JSON object",
+            [{"field": "body", "message": "must be a JSON object"}],
+        )
+    if getattr(model, "check_text", True):
+        try:
+            bounds.check_text(data)
+        except bounds.Unstorable as exc:
+            raise _invalid([{"field": exc.path, "message": exc.message}]) from None
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from typing import Any
 
 from flask import request
 
-from . import services
+from . import bounds, services
 from .errors import APIError, field_error
 from .sites import Site
 
 
 def json_body(decimals: bool = False) -> Any:
-    """The request body as JSON (413 past the size limit, 400 when malformed).
+    """The request body as JSON within :mod:`server.bounds` (413 past the size limit).
 
+    Malformed JSON, nesting deeper than ``bounds.MAX_DEPTH``, ``NaN``/``Infinity`` and
+    numbers a double cannot hold are a 400 naming where they are (``body`` for syntax).
     With ``decimals``, numbers with a fraction become :class:`~decimal.Decimal`, so a
     decimal amount is never rounded through a binary float.
     """
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw, parse_float=Decimal) if decimals else json.loads(raw)
-    except ValueError:
-        raise APIError(400, "malformed_json", "request body is not valid JSON") from None
+        return bounds.loads(raw, decimals=decimals)
+    except bounds.Unstorable as exc:
+        code = "malformed_json" if exc.path == "body" else "invalid_fields"
+        raise APIError(
+            400, code, f"{exc.path}: {exc.message}", [{"field": exc.path, "message": exc.message}]
+        ) from None
 
 
 def bearer() -> str | None:
@@ -49,10 +52,16 @@ def secret_site() -> Site:
 
 
 def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    """An integer query argument within [low, high], or a 400 naming it."""
+    """An integer query argument within [low, high], or a 400 naming it.
+
+    Only ASCII digits: ``str.isdigit`` and ``int`` also take ``١٢`` and ``²``, and
+    ``int`` refuses more than 4300 digits with a ValueError, so the length is bounded first.
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not (
+        low <= int(raw) <= high
+    ):
         raise field_error(name, f"must be an integer from {low} to {high}")
     return int(raw)

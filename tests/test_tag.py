@@ -290,8 +290,7 @@ def golfed_lines(source: str) -> list[tuple[int, str, str]]:
             "two statements": re.search(r";\s*[^\s})]", rest),
             "comma-chained declaration": code.startswith("var ") and _top_level_comma(code),
             "assignment in a condition": any(
-                _ASSIGNMENT.search(_condition(code, keyword) or "")
-                for keyword in ("if", "while")
+                _ASSIGNMENT.search(_condition(code, keyword) or "") for keyword in ("if", "while")
             )
             or _ASSIGNMENT.search(((_condition(code, "for") or "").split(";") + ["", ""])[1]),
             "ternary or && as a statement": re.match(r"[\w.$\[\]()!]+\s*(\?|&&|\|\|)", code)
