@@ -14,6 +14,14 @@ from . import store
 from .config import Config
 
 
+def _owner_only_files() -> None:
+    # Redis has no umask option and SQLite, RQ and Redis create files long after start
+    # (WAL files, AOF rewrites): a process umask covers all of them and the children
+    # that inherit it. Only the long-running commands set it; `firsttag build` writes
+    # files meant for a web server to read.
+    os.umask(0o077)
+
+
 def _config(data_dir: str | None) -> Config:
     if data_dir:
         os.environ["FIRSTTAG_DATA_DIR"] = data_dir
@@ -51,6 +59,7 @@ def serve(host: str, port: int, workers: int, web_processes: int, data_dir: str 
     """Run Redis (unless FIRSTTAG_REDIS_URL is set), RQ workers and the web server."""
     from .supervisor import serve as run
 
+    _owner_only_files()
     sys.exit(run(_config(data_dir), host, port, workers, web_processes, echo=click.echo))
 
 
@@ -63,6 +72,7 @@ def worker(burst: bool, data_dir: str | None) -> None:
 
     from .pipeline import DrainingWorker
 
+    _owner_only_files()
     config = _config(data_dir)
     if not config.redis_url:
         raise click.UsageError("FIRSTTAG_REDIS_URL is not set")
