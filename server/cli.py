@@ -14,6 +14,14 @@ from . import store
 from .config import Config
 
 
+def _owner_only_files() -> None:
+    # Redis has no umask option and SQLite, RQ and Redis create files long after start
+    # (WAL files, AOF rewrites): a process umask covers all of them and the children
+    # that inherit it. Only the long-running commands set it; `firsttag build` writes
+    # files meant for a web server to read.
+    os.umask(0o077)
+
+
 def _config(data_dir: str | None) -> Config:
     if data_dir:
         os.environ["FIRSTTAG_DATA_DIR"] = data_dir
@@ -68,6 +76,7 @@ def serve(
     from .config import public_url as checked_url
     from .supervisor import serve as run
 
+    _owner_only_files()
     config = _config(data_dir)
     given = public_url or os.environ.get("FIRSTTAG_PUBLIC_URL")
     config = replace(config, public_url=checked_url(given or listen_url(host, port)))
@@ -89,6 +98,7 @@ def worker(burst: bool, data_dir: str | None) -> None:
 
     from .pipeline import DrainingWorker
 
+    _owner_only_files()
     config = _config(data_dir)
     if not config.redis_url:
         raise click.UsageError("FIRSTTAG_REDIS_URL is not set")

@@ -7,7 +7,8 @@ the same variables, so the web and worker processes configure themselves identic
 =============================  ==========================================================
 variable                       default
 =============================  ==========================================================
-``FIRSTTAG_DATA_DIR``          ``./firsttag-data``: SQLite file, Redis data, secret key
+``FIRSTTAG_DATA_DIR``          ``./firsttag-data``: SQLite file, Redis data, secret key;
+                               made owner-only (0700) on start
 ``FIRSTTAG_DATABASE_URL``      ``sqlite:///<data dir>/firsttag.db``
 ``FIRSTTAG_REDIS_URL``         unset: ``firsttag serve`` starts a Redis server of its own
 ``FIRSTTAG_SECRET_KEY``        generated once into ``<data dir>/secret_key``
@@ -41,12 +42,19 @@ variable                       default
 ``FIRSTTAG_WAIT_SLOTS``        ``2`` ``mode: "wait"`` requests one web process holds at a
                                time; more are answered at once, as queued (202)
 ``FIRSTTAG_WAIT_SLOTS_SITE``   ``1`` of those slots one site may hold
+``FIRSTTAG_REDIS_MAXMEMORY``   a quarter of the machine's RAM, at most ``1gb``: the
+                               embedded Redis's ``maxmemory`` (bytes, or Redis units such
+                               as ``512mb``, ``2gb``). It never evicts: past the limit it
+                               refuses writes and the web tier answers 503. A Redis given
+                               by ``FIRSTTAG_REDIS_URL`` is configured by its owner.
 =============================  ==========================================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +82,7 @@ class Config:
     ready_heartbeat_s: int = 30
     ready_event_age_s: int = 300
     redis_fsync: str = "always"
+    redis_maxmemory: int = 1024**3
     queue_name: str = "firsttag"
     rate_per_ip: int = 300
     rate_browser: int = 60_000
@@ -88,10 +97,13 @@ class Config:
         """Build a config from ``FIRSTTAG_*`` variables; ``data_dir`` overrides the variable."""
         env = os.environ
         root = Path(data_dir or env.get("FIRSTTAG_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
-        root.mkdir(parents=True, exist_ok=True)
+        _owner_only_dir(root)
+        database_url = env.get("FIRSTTAG_DATABASE_URL")
+        if not database_url:
+            database_url = f"sqlite:///{_owner_only_database(root / 'firsttag.db')}"
         return cls(
             data_dir=root,
-            database_url=env.get("FIRSTTAG_DATABASE_URL") or f"sqlite:///{root / 'firsttag.db'}",
+            database_url=database_url,
             redis_url=env.get("FIRSTTAG_REDIS_URL") or None,
             secret_key=env.get("FIRSTTAG_SECRET_KEY") or _stored_secret(root),
             public_url=public_url(env.get("FIRSTTAG_PUBLIC_URL") or DEFAULT_PUBLIC_URL),
@@ -110,6 +122,7 @@ class Config:
             trusted_proxies=env.get("FIRSTTAG_TRUSTED_PROXIES") or None,
             wait_slots=_int(env, "FIRSTTAG_WAIT_SLOTS", 2),
             wait_slots_site=_int(env, "FIRSTTAG_WAIT_SLOTS_SITE", 1),
+            redis_maxmemory=_size(env, "FIRSTTAG_REDIS_MAXMEMORY", _default_maxmemory()),
         )
 
 
@@ -182,3 +195,59 @@ def _stored_secret(root: Path) -> str:
         finally:
             tmp.unlink()
     return path.read_text().strip()
+
+
+def _owner_only_dir(root: Path) -> None:
+    """Create the data dir 0700, or tighten one an older version created 0755.
+
+    Everything firsttag keeps is inside it (database, Redis files, secret key), so an
+    owner-only directory protects files created before their own modes were tightened.
+    """
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = root.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        root.chmod(0o700)
+
+
+def _owner_only_database(path: Path) -> Path:
+    """Create the SQLite file 0600 before SQLite does, so whoever runs first, it is private.
+
+    An empty file is a valid empty database, and SQLite gives its -wal, -shm and -journal
+    files the mode of the database file, whatever the umask of the process.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+# Redis's own units: k/m/g are powers of 1000, kb/mb/gb powers of 1024.
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1024,
+    "m": 1000**2,
+    "mb": 1024**2,
+    "g": 1000**3,
+    "gb": 1024**3,
+}
+_SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.ASCII)
+
+
+def _size(env: os._Environ[str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    match = _SIZE.fullmatch(raw.lower())
+    if not match or match.group(2) not in _UNITS or int(match.group(1)) == 0:
+        raise SystemExit(f"{name} must be a positive size such as 512mb or 2gb, got {raw!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _default_maxmemory() -> int:
+    """A quarter of physical memory, at most 1 GiB: room for Redis next to the workers."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not every platform reports it
+        return 1024**3
+    return min(1024**3, max(64 * 1024**2, ram // 4))
