@@ -70,7 +70,8 @@ def test_the_server_secret_is_made_once_and_kept(tmp_path, monkeypatch):
     assert len(first) >= 48
     assert Config.from_env(tmp_path).secret_key == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+    # No temporary secret left behind; the database is created empty and owner-only.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["firsttag.db", "secret_key"]
 
 
 def test_site_settings_from_the_cli(tmp_path):
