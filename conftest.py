@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from firsttag import store
+from firsttag.config import Config
+from firsttag.ops.embedded_redis import EmbeddedRedis
+from firsttag.sites import Site, create_site
+from firsttag.web.app import create_app
 from redis import Redis
 from sqlalchemy import create_engine
 from werkzeug.serving import make_server
 
-from server import create_app, store
-from server.config import Config
-from server.embedded_redis import EmbeddedRedis
-from server.sites import Site, create_site
 from tests.support import WorkerProcess
 
 

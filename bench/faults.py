@@ -34,7 +34,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.ingest import BUFFER_KEY  # noqa: E402
+from firsttag.events.buffer import BUFFER_KEY  # noqa: E402
 
 
 def free_port() -> int:
@@ -60,7 +60,7 @@ class Serve:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTTAG_")}
         self.env.update(env or {})
-        cli = [sys.executable, "-m", "server.cli"]
+        cli = [sys.executable, "-m", "firsttag.ops.cli"]
         port = self.url.rsplit(":", 1)[1]
         with (self.data / "serve.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -183,9 +183,11 @@ def web_fault(serve: Serve) -> None:
 def worker_fault(serve: Serve) -> None:
     worker = None
     for _ in range(4):
-        worker = wait(lambda w=worker: serve.child("server.cli worker", other_than=w), 60, "w")
+        worker = wait(
+            lambda w=worker: serve.child("firsttag.ops.cli worker", other_than=w), 60, "w"
+        )
         os.kill(worker, signal.SIGKILL)
-    wait(lambda: serve.child("server.cli worker", other_than=worker), 60, "the worker back")
+    wait(lambda: serve.child("firsttag.ops.cli worker", other_than=worker), 60, "the worker back")
     print("3. worker SIGKILLed as soon as it is back, 4 times")
     print("   " + "\n   ".join(re.findall(r"firsttag: worker-0 .*", serve.log())))
 

@@ -55,7 +55,7 @@ def main() -> None:
 
     def cli(*args: str) -> dict:
         out = subprocess.run(
-            [sys.executable, "-m", "server.cli", *args, "--data-dir", str(data)],
+            [sys.executable, "-m", "firsttag.ops.cli", *args, "--data-dir", str(data)],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -70,7 +70,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "firsttag.ops.cli",
             "serve",
             "--port",
             str(port),

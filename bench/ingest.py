@@ -33,7 +33,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.ingest import BUFFER_KEY, EventBuffer  # noqa: E402
+from firsttag.events.buffer import BUFFER_KEY, EventBuffer  # noqa: E402
 
 LUA = """
 local threads, counter = {}, 0
@@ -99,7 +99,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "firsttag.ops.cli",
             "serve",
             "--port",
             str(port),
@@ -127,7 +127,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "server.cli",
+                    "firsttag.ops.cli",
                     "sites",
                     "create",
                     "--name",

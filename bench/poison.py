@@ -24,10 +24,11 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server import deadletters, store  # noqa: E402
-from server.embedded_redis import EmbeddedRedis  # noqa: E402
-from server.ingest import BUFFER_KEY, EventBuffer, encode  # noqa: E402
-from server.sites import create_site  # noqa: E402
+from firsttag import store  # noqa: E402
+from firsttag.events import deadletters
+from firsttag.events.buffer import BUFFER_KEY, EventBuffer, encode  # noqa: E402
+from firsttag.ops.embedded_redis import EmbeddedRedis  # noqa: E402
+from firsttag.sites import create_site  # noqa: E402
 
 
 def poison_event(site_id: str, n: int) -> str:
@@ -77,7 +78,7 @@ def run(events: int, poison: int, root: Path, redis_url: str) -> tuple[float, in
     start = time.monotonic()
     with (root / f"worker-{poison}.log").open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "worker"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "firsttag.ops.cli", "worker"], env=env, stdout=log, stderr=log
         )
     try:
         while True:

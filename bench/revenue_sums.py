@@ -1,8 +1,8 @@
 """Time the funnel and time series over many sales at the largest value, and check the sums.
 
 Inserts N sales of ``money.MAX_MINOR_UNITS`` EUR (one in ten reported by a browser, on a site
-that counts browser revenue) into a fresh store, then times :func:`server.analytics.funnel`
-and :func:`server.analytics.timeseries` (best of 3) and checks the revenue is exactly
+that counts browser revenue) into a fresh store, then times :func:`firsttag.analytics.views.funnel`
+and :func:`firsttag.analytics.views.timeseries` (best of 3) and checks the revenue is exactly
 N × MAX_MINOR_UNITS, past the 2**63 where a 64-bit SUM overflows.
 
 Usage: python bench/revenue_sums.py [N] [DATABASE_URL]
@@ -17,10 +17,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+from firsttag import money, store
+from firsttag.analytics import views as analytics
+from firsttag.sites import Settings, create_site
 from sqlalchemy import create_engine, insert
-
-from server import analytics, money, store
-from server.sites import Settings, create_site
 
 CHUNK = 50_000
 

@@ -95,7 +95,7 @@ class Serve:
                 [
                     sys.executable,
                     "-m",
-                    "server.cli",
+                    "firsttag.ops.cli",
                     "serve",
                     "--port",
                     str(port),
@@ -125,7 +125,7 @@ class Serve:
             [
                 sys.executable,
                 "-m",
-                "server.cli",
+                "firsttag.ops.cli",
                 "sites",
                 "create",
                 "--name",

@@ -11,10 +11,10 @@ import stat
 from pathlib import Path
 
 import requests
+from firsttag.ops.supervisor import FIRST_DELAY
 from redis import Redis
 
 from e2e.conftest import Serve
-from server.supervisor import FIRST_DELAY
 from tests.support import wait_until
 
 
@@ -110,7 +110,7 @@ def test_a_killed_redis_is_restarted_and_no_acknowledged_event_is_lost(tmp_path)
     worker = None
     try:
         # Freeze the worker so the acknowledged events are still only in Redis at the kill.
-        worker = wait_until(lambda: _child(serve, "server.cli worker"), 30, "the worker")
+        worker = wait_until(lambda: _child(serve, "firsttag.ops.cli worker"), 30, "the worker")
         os.killpg(worker, signal.SIGSTOP)
         acknowledged = [f"beforekill{n:06d}" for n in range(100)]
         assert all(_beacon(url, site, event_id) == 202 for event_id in acknowledged)
@@ -159,7 +159,9 @@ def test_a_worker_that_keeps_dying_is_restarted_with_growing_delays(tmp_path):
         worker = None
         for _ in range(4):
             worker = wait_until(
-                lambda previous=worker: _child(serve, "server.cli worker", other_than=previous),
+                lambda previous=worker: _child(
+                    serve, "firsttag.ops.cli worker", other_than=previous
+                ),
                 60,
                 "the worker to be restarted",
             )
@@ -168,7 +170,9 @@ def test_a_worker_that_keeps_dying_is_restarted_with_growing_delays(tmp_path):
         delays = _restart_delays(serve, "worker-0")
         assert delays == [FIRST_DELAY * 2**n for n in range(4)]  # 0.5, 1, 2, 4 s
         # ... and it does come back after the longest delay.
-        wait_until(lambda: _child(serve, "server.cli worker", other_than=worker), 60, "worker")
+        wait_until(
+            lambda: _child(serve, "firsttag.ops.cli worker", other_than=worker), 60, "worker"
+        )
     finally:
         serve.stop()
 

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firsttag.config import Config
 from redis import Redis
-
-from server.config import Config
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -54,7 +53,7 @@ class WorkerProcess:
         before = set(redis.smembers("rq:workers"))
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "worker"],
+                [sys.executable, "-m", "firsttag.ops.cli", "worker"],
                 env=config_env(self.config),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from firsttag.config import Config
+from firsttag.events.buffer import BUFFER_KEY
+from firsttag.sites import create_site
+from firsttag.web.app import create_app
 from redis import Redis
 
-from server import create_app
-from server.config import Config
-from server.ingest import BUFFER_KEY
-from server.sites import create_site
 from tests.support import wait_until
 
 ORIGIN = "https://shop.example"

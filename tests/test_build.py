@@ -12,8 +12,9 @@ import sys
 from dataclasses import replace
 
 import brotli
+from firsttag import store
+from firsttag.web.app import create_app
 
-from server import create_app, store
 from tests.support import config_env
 
 BASE = "https://tags.shop.example"
@@ -22,7 +23,7 @@ BASE = "https://tags.shop.example"
 def run(config, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI with the test's configuration (SQLite or PostgreSQL, as the fixture chose)."""
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "firsttag.ops.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -31,7 +32,7 @@ def run(config, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_build_matches_the_server_and_is_reproducible(tmp_path, config, site):
-    from server.tags import TAG_BUDGET_GZIP
+    from firsttag.tag.views import TAG_BUDGET_GZIP
 
     env_dir = str(config.data_dir)
     first = run(
@@ -110,7 +111,7 @@ def test_a_database_from_an_older_version_is_upgraded_in_place(tmp_path):
         )
         db.execute("INSERT INTO sites VALUES ('st_000000000001', 'Old', 'pk_1', 'h', '[]', 't')")
     engine = store.connect(f"sqlite:///{path}")
-    from server.sites import list_sites
+    from firsttag.sites import list_sites
 
     (old,) = list_sites(engine)
     assert old.name == "Old" and old.settings.attribution_window_days == 7

@@ -10,7 +10,10 @@ import sys
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "firsttag.ops.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -63,7 +66,7 @@ def test_sites_create_rejects_bad_origins_clearly(tmp_path):
 
 
 def test_the_server_secret_is_made_once_and_kept(tmp_path, monkeypatch):
-    from server.config import Config
+    from firsttag.config import Config
 
     monkeypatch.delenv("FIRSTTAG_SECRET_KEY", raising=False)
     first = Config.from_env(tmp_path).secret_key
@@ -124,7 +127,7 @@ def test_site_settings_from_the_cli(tmp_path):
 def test_docs_api_md_is_generated_from_the_schemas():
     from pathlib import Path
 
-    from server.apidocs import render
+    from firsttag.apispec.markdown import render
 
     committed = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     assert committed == render(), "docs/api.md is stale: run `firsttag apidocs > docs/api.md`"
@@ -139,7 +142,7 @@ def test_sites_create_prints_the_configured_public_url(tmp_path):
             env["FIRSTTAG_PUBLIC_URL"] = env_url
         argv = ["sites", "create", "--name", "S", "--origin", "https://s.example", *args]
         return subprocess.run(
-            [sys.executable, "-m", "server.cli", *argv, "--data-dir", str(tmp_path)],
+            [sys.executable, "-m", "firsttag.ops.cli", *argv, "--data-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -165,7 +168,7 @@ def test_sites_create_prints_the_configured_public_url(tmp_path):
 
 
 def test_serve_defaults_its_public_url_to_the_address_it_listens_on():
-    from server.config import listen_url, public_url
+    from firsttag.config import listen_url, public_url
 
     assert public_url(listen_url("127.0.0.1", 8000)) == "http://127.0.0.1:8000"
     assert public_url(listen_url("::1", 9000)) == "http://[::1]:9000"

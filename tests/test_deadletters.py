@@ -14,12 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from redis import Redis
-from sqlalchemy import func, select, text
-
-from server import create_app, deadletters, store
-from server.config import Config
-from server.ingest import (
+from firsttag import store
+from firsttag.config import Config
+from firsttag.events import deadletters
+from firsttag.events.buffer import (
     BUFFER_KEY,
     CLAIM_PREFIX,
     SITE_BYTES_KEY,
@@ -27,7 +25,11 @@ from server.ingest import (
     EventBuffer,
     encode,
 )
-from server.sites import create_site
+from firsttag.sites import create_site
+from firsttag.web.app import create_app
+from redis import Redis
+from sqlalchemy import func, select, text
+
 from tests.support import WorkerProcess, config_env, wait_until
 from tests.test_api import register
 from tests.test_pipeline import conversion, count
@@ -38,7 +40,7 @@ ORIGIN = "https://shop.example"
 def failed(config: Config, *args: str) -> str:
     """Run `firsttag failed ARGS` for real; return its output."""
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "failed", *args],
+        [sys.executable, "-m", "firsttag.ops.cli", "failed", *args],
         env=config_env(config),
         capture_output=True,
         text=True,

@@ -6,10 +6,10 @@ import os
 import stat
 
 import pytest
+from firsttag.ops.embedded_redis import EmbeddedRedis, server_binary
 from redis import Redis
 from redis.exceptions import OutOfMemoryError
 
-from server.embedded_redis import EmbeddedRedis, server_binary
 from tests.support import wait_until
 
 

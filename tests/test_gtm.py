@@ -9,8 +9,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 import yaml
-
-from server import create_app
+from firsttag.web.app import create_app
 
 SECTIONS = [
     "TERMS_OF_SERVICE",

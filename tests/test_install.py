@@ -9,10 +9,9 @@ import re
 from dataclasses import replace
 
 import pytest
-
-from server import create_app
-from server.install import install_link
-from server.sites import create_site
+from firsttag.sites import create_site
+from firsttag.web.app import create_app
+from firsttag.web.install import install_link
 
 
 def test_install_page_by_signed_link_shows_everything_but_the_secret(client, config, engine):

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import requests
+from firsttag import money, store
+from firsttag.sites import DEFAULT_MAX_BROWSER_VALUE, Settings, create_site
 from sqlalchemy import insert
 
-from server import money, store
-from server.sites import DEFAULT_MAX_BROWSER_VALUE, Settings, create_site
 from tests.support import wait_until
 
 ORIGIN = "https://shop.example"
@@ -156,7 +156,7 @@ def test_a_browser_value_over_the_site_bound_is_refused_naming_value(live_url, e
 def test_money_settings_from_the_cli(tmp_path):
     def cli(*args: str) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "sites", *args, "--data-dir", str(tmp_path)],
+            [sys.executable, "-m", "firsttag.ops.cli", "sites", *args, "--data-dir", str(tmp_path)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -175,7 +175,7 @@ def test_money_settings_from_the_cli(tmp_path):
         250,
     )
     bad = subprocess.run(
-        [sys.executable, "-m", "server.cli", "sites", "update", site["id"]]
+        [sys.executable, "-m", "firsttag.ops.cli", "sites", "update", site["id"]]
         + ["--max-browser-value", str(MAX + 1), "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,

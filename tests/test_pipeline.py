@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+from firsttag import store
+from firsttag.events import deadletters
+from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY, EventBuffer
+from firsttag.events.drain import Drainer
 from redis import Redis
 from sqlalchemy import func, select
 
-from server import deadletters, store
-from server.ingest import BUFFER_KEY, LEASE_KEY, EventBuffer
-from server.pipeline import Drainer
 from tests.support import WorkerProcess, wait_until
 
 
@@ -42,7 +43,7 @@ def test_a_burst_is_drained_in_batches_by_few_jobs(config, engine, site, worker)
     wait_until(lambda: redis.llen(BUFFER_KEY) == 0 and not redis.exists(LEASE_KEY), 20, "idle")
     assert redis.llen(f"rq:queue:{config.queue_name}") == 0
     # RQ logs one line per job it starts: a job per event would be 2,500 lines.
-    jobs = worker.log.read_text().count("server.pipeline.drain(")
+    jobs = worker.log.read_text().count("firsttag.events.drain.drain(")
     assert 1 <= jobs <= 25
 
 

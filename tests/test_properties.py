@@ -6,17 +6,16 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+from firsttag import schemas, store
+from firsttag.conversions import from_order
+from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY
+from firsttag.events.drain import Drainer
+from firsttag.sites import ORDER_STATUSES
+from firsttag.web.tracking import conversion_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 from sqlalchemy import delete
-
-from server import schemas, store
-from server.conversions import from_order
-from server.ingest import BUFFER_KEY, LEASE_KEY
-from server.pipeline import Drainer
-from server.sites import ORDER_STATUSES
-from server.tracking import conversion_event
 
 TOTAL = 10_000
 BASE = datetime.now(UTC) - timedelta(days=1)

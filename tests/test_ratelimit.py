@@ -8,13 +8,13 @@ import threading
 from typing import Any
 
 import requests
+from firsttag.config import Config
+from firsttag.events.buffer import BUFFER_KEY
+from firsttag.sites import create_site, update_settings
+from firsttag.web.app import create_app
+from firsttag.web.install import install_link
 from redis import Redis
 
-from server import create_app
-from server.config import Config
-from server.ingest import BUFFER_KEY
-from server.install import install_link
-from server.sites import create_site, update_settings
 from tests.support import wait_until
 
 SHOP_A = "https://shop-a.example"

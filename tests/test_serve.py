@@ -7,9 +7,8 @@ import socket
 import stat
 
 import pytest
-
-from server.config import Config
-from server.supervisor import MAX_DELAY, STABLE_AFTER, Backoff, serve
+from firsttag.config import Config
+from firsttag.ops.supervisor import MAX_DELAY, STABLE_AFTER, Backoff, serve
 
 
 def test_restart_delays_double_up_to_a_cap_and_start_over_after_a_stable_run():

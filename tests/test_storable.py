@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
+from firsttag import store
+from firsttag.events import deadletters
+from firsttag.events.buffer import BUFFER_KEY
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 from sqlalchemy import select
 
-from server import deadletters, store
-from server.ingest import BUFFER_KEY
 from tests.support import wait_until
 from tests.test_validation import BODIES
 

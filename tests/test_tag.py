@@ -6,9 +6,8 @@ import re
 from dataclasses import replace
 
 import pytest
-
-from server import create_app
-from server.config import Config
+from firsttag.config import Config
+from firsttag.web.app import create_app
 
 
 def test_tag_is_javascript_with_etag_and_cache_headers(client, site_and_secret):
@@ -113,7 +112,7 @@ def test_random_hosts_render_nothing_new_and_do_not_grow_the_cache(public_app, s
 
 
 def test_a_settings_change_replaces_the_cached_tag_and_its_etag(client, engine, site):
-    from server.sites import update_settings
+    from firsttag.sites import update_settings
 
     tags = client.application.extensions["firsttag"].tags
     first = client.get(f"/t/{site.id}.js")
@@ -135,8 +134,8 @@ def test_a_settings_change_replaces_the_cached_tag_and_its_etag(client, engine, 
 
 
 def test_the_cache_keeps_at_most_its_number_of_sites(engine):
-    from server.sites import create_site
-    from server.tags import TagCache, render_tag
+    from firsttag.sites import create_site
+    from firsttag.tag.views import TagCache, render_tag
 
     cache = TagCache(PUBLIC, max_sites=2)
     a, b, c = (create_site(engine, n, ["https://shop.example"])[0] for n in "abc")
@@ -155,8 +154,8 @@ def test_the_cache_keeps_at_most_its_number_of_sites(engine):
 def test_tag_stays_within_its_gzip_budget_with_a_long_host(tmp_path, config):
     import gzip
 
-    from server.sites import Settings, Site
-    from server.tags import TAG_BUDGET_GZIP, render_tag
+    from firsttag.sites import Settings, Site
+    from firsttag.tag.views import TAG_BUDGET_GZIP, render_tag
 
     site = Site(
         "st_0123456789ab",
@@ -187,7 +186,7 @@ def test_tag_never_blocks_the_page_or_polls(client, site):
 
 
 def test_custom_global_name_and_tag_path(client, engine, site):
-    from server.sites import update_settings
+    from firsttag.sites import update_settings
 
     update_settings(engine, site.id, global_name="shopMetrics", tag_path="/assets/app-3f9a.js")
     client.application.extensions["firsttag"].sites._cache.clear()  # skip the 10 s cache
@@ -200,8 +199,7 @@ def test_custom_global_name_and_tag_path(client, engine, site):
 
 def test_bad_site_settings_are_refused(engine, site):
     import pytest
-
-    from server.sites import update_settings
+    from firsttag.sites import update_settings
 
     for bad in (
         {"global_name": "window"},
@@ -214,8 +212,8 @@ def test_bad_site_settings_are_refused(engine, site):
 
 
 def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
-    from server.sites import create_site
-    from server.tags import _minified_tag, render_tag
+    from firsttag.sites import create_site
+    from firsttag.tag.views import _minified_tag, render_tag
 
     _minified_tag()
     before = _minified_tag.cache_info().misses
@@ -227,9 +225,8 @@ def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
 
 
 def test_the_committed_minified_tag_is_built_from_the_current_source():
+    from firsttag.tag.views import MINIFIED_NAME, SOURCE_NAME, read_minified, templates_dir
     from firsttag_build.tagmin import provenance
-
-    from server.tags import MINIFIED_NAME, SOURCE_NAME, read_minified, templates_dir
 
     source = (templates_dir() / SOURCE_NAME).read_text()
     header, body = read_minified()
@@ -317,7 +314,7 @@ def test_the_one_statement_check_catches_golfed_lines(golfed):
 
 
 def test_the_tag_source_has_one_statement_a_line():
-    from server.tags import SOURCE_NAME, templates_dir
+    from firsttag.tag.views import SOURCE_NAME, templates_dir
 
     source = (templates_dir() / SOURCE_NAME).read_text()
     assert golfed_lines(source) == []

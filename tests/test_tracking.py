@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import requests
+from firsttag import store
+from firsttag.events.buffer import BUFFER_KEY, CLAIM_PREFIX
 from redis import Redis
 from sqlalchemy import insert
 
-from server import store
-from server.ingest import BUFFER_KEY, CLAIM_PREFIX
 from tests.support import wait_until
 
 
@@ -181,7 +181,7 @@ def test_order_state_machine_refunds_and_stale_updates(backend, worker):
 
 
 def test_counting_statuses_are_a_site_setting(backend, site, engine, worker):
-    from server.sites import update_settings
+    from firsttag.sites import update_settings
 
     assert backend.post("/api/webhooks/orders", selektable_order("p1", status="processing"))
     backend.conversion("p1")
@@ -467,7 +467,7 @@ def test_validate_runs_everything_and_stores_nothing(backend, site, engine, conf
 def test_backlog_full_is_429_with_retry_after(tmp_path, config, site_and_secret):
     from dataclasses import replace
 
-    from server import create_app
+    from firsttag.web.app import create_app
 
     client = create_app(replace(config, max_backlog=2)).test_client()
     headers = {"Authorization": f"Bearer {site_and_secret[1]}"}

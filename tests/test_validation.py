@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from firsttag.events.buffer import BUFFER_KEY
 from redis import Redis
-
-from server.ingest import BUFFER_KEY
 
 V, S = "v" * 32, "s" * 32
 NOW = datetime.now(UTC).isoformat().replace("+00:00", "Z")

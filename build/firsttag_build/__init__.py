@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import brotli
-
-from server import gtm
-from server.sites import Site
-from server.tags import TAG_BUDGET_GZIP, render_tag
+from firsttag.sites import Site
+from firsttag.tag import gtm
+from firsttag.tag.views import TAG_BUDGET_GZIP, render_tag
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import Engine
 
-from . import deadletters
-from .ingest import BUFFER_KEY, TOTAL_BYTES_KEY, envelope
+from firsttag.events import deadletters
+from firsttag.events.buffer import BUFFER_KEY, TOTAL_BYTES_KEY, envelope
 
 HEARTBEAT_KEY = "firsttag:worker-heartbeat"
 # A heartbeat older than this is gone: it says nothing about a worker any more.

@@ -6,13 +6,14 @@ from typing import Any
 
 from flask import request
 
-from . import bounds, services
-from .errors import APIError, field_error
-from .sites import Site
+from firsttag import bounds
+from firsttag.sites import Site
+from firsttag.web.app import services
+from firsttag.web.errors import APIError, field_error
 
 
 def json_body(decimals: bool = False) -> Any:
-    """The request body as JSON within :mod:`server.bounds` (413 past the size limit).
+    """The request body as JSON within :mod:`firsttag.bounds` (413 past the size limit).
 
     Malformed JSON, nesting deeper than ``bounds.MAX_DEPTH``, ``NaN``/``Infinity`` and
     numbers a double cannot hold are a 400 naming where they are (``body`` for syntax).

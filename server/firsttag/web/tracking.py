@@ -17,14 +17,15 @@ from flask import Blueprint, request
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from . import conversions, schemas, services, store
-from .attribution import attribute
-from .conversions import Decision, Outcome
-from .errors import APIError
-from .ingest import BacklogFull, encode
-from .ratelimit import charge_site
-from .sites import Site
-from .web import json_body, secret_site
+from firsttag import conversions, schemas, store
+from firsttag.analytics.attribution import attribute
+from firsttag.conversions import Decision, Outcome
+from firsttag.events.buffer import BacklogFull, encode
+from firsttag.sites import Site
+from firsttag.web.app import services
+from firsttag.web.errors import APIError
+from firsttag.web.ratelimit import charge_site
+from firsttag.web.requests import json_body, secret_site
 
 bp = Blueprint("tracking", __name__)
 

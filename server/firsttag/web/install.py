@@ -15,11 +15,11 @@ from flask import Blueprint, Response, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from . import services
-from .errors import APIError
-from .sites import Site
-from .tags import tag_url, templates_dir
-from .web import secret_site
+from firsttag.sites import Site
+from firsttag.tag.views import tag_url, templates_dir
+from firsttag.web.app import services
+from firsttag.web.errors import APIError
+from firsttag.web.requests import secret_site
 
 bp = Blueprint("install", __name__)
 

@@ -91,7 +91,7 @@ def register(app: Flask) -> None:
             )
         )
 
-    from .ingest import BacklogFull
+    from firsttag.events.buffer import BacklogFull
 
     @app.errorhandler(BacklogFull)
     def _backlog(err: BacklogFull) -> Any:

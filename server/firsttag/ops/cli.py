@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from . import store
-from .config import Config
+from firsttag import store
+from firsttag.config import Config
 
 
 def _owner_only_files() -> None:
@@ -72,9 +72,9 @@ def serve(
     """Run Redis (unless FIRSTTAG_REDIS_URL is set), RQ workers and the web server."""
     from dataclasses import replace
 
-    from .config import listen_url
-    from .config import public_url as checked_url
-    from .supervisor import serve as run
+    from firsttag.config import listen_url
+    from firsttag.config import public_url as checked_url
+    from firsttag.ops.supervisor import serve as run
 
     _owner_only_files()
     config = _config(data_dir)
@@ -96,7 +96,7 @@ def worker(burst: bool, data_dir: str | None) -> None:
     """Run one RQ worker that drains events into the store (needs FIRSTTAG_REDIS_URL)."""
     from redis import Redis
 
-    from .pipeline import DrainingWorker
+    from firsttag.events.drain import DrainingWorker
 
     _owner_only_files()
     config = _config(data_dir)
@@ -120,8 +120,8 @@ def failed(
     """List events the worker could not store (dead letters); replay or drop them."""
     from redis import Redis
 
-    from . import deadletters
-    from .ingest import BacklogFull, EventBuffer
+    from firsttag.events import deadletters
+    from firsttag.events.buffer import BacklogFull, EventBuffer
 
     config = _config(data_dir)
     if not config.redis_url:
@@ -196,9 +196,9 @@ def build_command(
 
     from firsttag_build import build
 
-    from .config import public_url as checked_url
-    from .sites import list_sites
-    from .tags import TAG_BUDGET_GZIP
+    from firsttag.config import public_url as checked_url
+    from firsttag.sites import list_sites
+    from firsttag.tag.views import TAG_BUDGET_GZIP
 
     config = _config(data_dir)
     sites = list_sites(store.connect(config.database_url))
@@ -229,7 +229,7 @@ def build_command(
 @main.command()
 def apidocs() -> None:
     """Print the payload field reference (Markdown) generated from the schemas."""
-    from .apidocs import render
+    from firsttag.apispec.markdown import render
 
     click.echo(render(), nl=False)
 
@@ -241,8 +241,8 @@ def sites() -> None:
 
 def settings_options(command: Any) -> Any:
     """The per-site settings shared by ``sites create`` and ``sites update``."""
-    from .money import MAX_MINOR_UNITS
-    from .sites import DEFAULT_MAX_BROWSER_VALUE, MAX_RATE_PER_MINUTE, ORDER_STATUSES
+    from firsttag.money import MAX_MINOR_UNITS
+    from firsttag.sites import DEFAULT_MAX_BROWSER_VALUE, MAX_RATE_PER_MINUTE, ORDER_STATUSES
 
     command = click.option(
         "--counting-status",
@@ -295,7 +295,7 @@ def settings_options(command: Any) -> Any:
 
 
 def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`~server.sites.Settings` fields that :func:`settings_options` set.
+    """The :class:`~firsttag.sites.Settings` fields that :func:`settings_options` set.
 
     An option that was not given maps to None, which leaves the setting as it is.
     """
@@ -340,10 +340,10 @@ def sites_create(
     **options: Any,
 ) -> None:
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
-    from .config import public_url as checked_url
-    from .install import install_link
-    from .sites import Settings, create_site
-    from .tags import snippet
+    from firsttag.config import public_url as checked_url
+    from firsttag.sites import Settings, create_site
+    from firsttag.tag.views import snippet
+    from firsttag.web.install import install_link
 
     config = _config(data_dir)
     given = {k: v for k, v in _settings_changes(options).items() if v is not None}
@@ -370,7 +370,7 @@ def sites_create(
 @data_dir_option
 def sites_update(site_id: str, data_dir: str | None, **options: Any) -> None:
     """Change a site's settings; prints the site (running servers see it within 10 s)."""
-    from .sites import update_settings
+    from firsttag.sites import update_settings
 
     config = _config(data_dir)
     try:
@@ -386,7 +386,7 @@ def sites_update(site_id: str, data_dir: str | None, **options: Any) -> None:
 @data_dir_option
 def sites_list(data_dir: str | None) -> None:
     """List sites as JSON (no secrets)."""
-    from .sites import list_sites
+    from firsttag.sites import list_sites
 
     config = _config(data_dir)
     click.echo(

@@ -1,4 +1,4 @@
-"""Field reference of every payload, rendered as Markdown from :mod:`server.schemas`.
+"""Field reference of every payload, rendered as Markdown from :mod:`firsttag.schemas`.
 
 ``firsttag apidocs > docs/api.md`` writes it; a test fails when the file is stale, so
 the document can never drift from what the validator enforces.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import schemas
+from firsttag import schemas
 
 ENDPOINTS = {
     "SessionRegistration": "POST /api/v1/sessions (publishable key in the body)",
@@ -30,7 +30,7 @@ def render() -> str:
     out = [
         "# Payload reference",
         "",
-        "Generated from `server/schemas.py` by `firsttag apidocs`; do not edit by hand.",
+        "Generated from `server/firsttag/schemas.py` by `firsttag apidocs`; do not edit by hand.",
         "Types are strict: a number sent as a string (or the reverse) is a 400.",
         "",
     ]

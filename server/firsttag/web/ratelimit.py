@@ -27,8 +27,8 @@ from flask import Response, g
 from redis import Redis
 from redis.exceptions import RedisError
 
-from .errors import APIError
-from .sites import Site
+from firsttag.sites import Site
+from firsttag.web.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def charge_client(address: str | None) -> None:
     This runs before the body is read: the site is named in the body, so this limit is
     server-wide (``FIRSTTAG_RATE_PER_IP``), and a flood is refused before any parsing.
     """
-    from . import services
+    from firsttag.web.app import services
 
     s = services()
     enforce(s.limiter, [Limit("ip", client_subject(address), s.config.rate_per_ip)])
@@ -192,7 +192,7 @@ def charge_site(bucket: str, site: Site, cost: int = 1) -> None:
 
     The site's own setting wins over the server-wide default from the configuration.
     """
-    from . import services
+    from firsttag.web.app import services
 
     s = services()
     per_minute = getattr(site.settings, f"{bucket}_rate_per_minute") or getattr(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from . import store
+from firsttag import store
 
 
 def touches(

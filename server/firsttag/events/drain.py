@@ -1,6 +1,6 @@
 """The worker side: drain the Redis buffer into the SQL store, exactly once.
 
-A drain job holds the drain lease (see :mod:`server.ingest`) and repeats:
+A drain job holds the drain lease (see :mod:`firsttag.events.buffer`) and repeats:
 
 1. read the oldest ``batch_size`` events (``LRANGE``, nothing removed yet);
 2. write them in one transaction of idempotent inserts and COMMIT;
@@ -13,7 +13,7 @@ lease cannot trim: another drainer owns the head of the list by then.
 No event can block another. When a batch fails because of its events (a value the
 worker's parsing refuses, a row the database refuses, anything else one event raises),
 the batch is split in halves until the events at fault are alone; those become dead
-letters (:mod:`server.deadletters`), recorded in the same atomic step as the trim, and
+letters (:mod:`firsttag.events.deadletters`), recorded in the same atomic step as the trim, and
 the rest is stored. Only a fault of the database itself (down, locked, read-only, full)
 makes the batch wait, with a capped exponential backoff inside the drain while the lease
 is kept alive, and then retries it as it was.
@@ -37,10 +37,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from . import deadletters, store
-from .attribution import attribute_from, touches, window_start
-from .config import Config
-from .ingest import (
+from firsttag import store
+from firsttag.analytics.attribution import attribute_from, touches, window_start
+from firsttag.config import Config
+from firsttag.events import deadletters
+from firsttag.events.buffer import (
     BUFFER_KEY,
     LEASE_KEY,
     SITE_BYTES_KEY,
@@ -49,7 +50,7 @@ from .ingest import (
     envelope,
     json_default,
 )
-from .readiness import beat, store_writable
+from firsttag.ops.readiness import beat, store_writable
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The door of the pipeline: hand a validated event to Redis in one round trip.
 
 Events are appended to one Redis list, the *buffer*. RQ jobs drain the buffer in batches
-(:mod:`server.pipeline`); enqueuing one job per event would cap throughput at what RQ can
+(:mod:`firsttag.events.drain`); enqueuing one job per event would cap throughput at what RQ can
 schedule (about 230 jobs/s here), far below what the HTTP layer accepts.
 
 A *drain lease* key says that a drain job is scheduled or running. The same Lua script
@@ -23,7 +23,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
 
-from .bounds import json_default  # one definition for the door and the worker
+from firsttag.bounds import json_default  # one definition for the door and the worker
 
 BUFFER_KEY = "firsttag:buffer"
 LEASE_KEY = "firsttag:drain-lease"
@@ -191,7 +191,7 @@ class EventBuffer:
         # If this fails the event is still safe in the buffer; the lease expires and the
         # next request or a worker's periodic kick schedules a drain.
         self.queue.enqueue(
-            "server.pipeline.drain",
+            "firsttag.events.drain.drain",
             token,
             job_timeout=DRAIN_JOB_TIMEOUT_S,
             result_ttl=0,

@@ -11,10 +11,10 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from . import services
-from .errors import APIError
-from .sites import Site
-from .tags import tag_url
+from firsttag.sites import Site
+from firsttag.tag.views import tag_url
+from firsttag.web.app import services
+from firsttag.web.errors import APIError
 
 bp = Blueprint("gtm", __name__, url_prefix="/gtm")
 

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import store
-from .config import Config
-from .embedded_redis import EmbeddedRedis
+from firsttag import store
+from firsttag.config import Config
+from firsttag.ops.embedded_redis import EmbeddedRedis
 
 #: Seconds before the first restart of a child that died; doubled for each further death.
 FIRST_DELAY = 0.5
@@ -211,7 +211,7 @@ def serve(
     )
     python = sys.executable
     worker_children = [
-        Child(f"worker-{i}", _spawner([python, "-m", "server.cli", "worker"], env))
+        Child(f"worker-{i}", _spawner([python, "-m", "firsttag.ops.cli", "worker"], env))
         for i in range(workers)
     ]
     web = Child(
@@ -236,7 +236,7 @@ def serve(
                 str(2 * (os.cpu_count() or 1)),
                 "--log-level",
                 "warning",
-                "server.wsgi:app",
+                "firsttag.web.wsgi:app",
             ],
             env,
         ),

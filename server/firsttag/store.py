@@ -66,7 +66,7 @@ sessions = Table(
     Column("url", Text),
     Column("referrer", Text),
     Column("user_agent", Text),
-    Column("bot", Boolean, nullable=False, server_default=false()),  # see server/bots.py
+    Column("bot", Boolean, nullable=False, server_default=false()),  # see firsttag/bots.py
     Column("created_at", String(32), nullable=False),
     UniqueConstraint("site_id", "session_id", name="uq_sessions_site_session"),
     # Attribution looks up a visitor's, or a click's, sessions in a time window.
@@ -234,8 +234,8 @@ def customer_click(conn: Any, site_id: str, external_id: str) -> str | None:
 
 
 def site_settings(conn: Any, site_id: str) -> Any:
-    """The :class:`server.sites.Settings` of a site (defaults when it has none)."""
-    from .sites import Settings
+    """The :class:`firsttag.sites.Settings` of a site (defaults when it has none)."""
+    from firsttag.sites import Settings
 
     raw = conn.execute(select(sites.c.settings).where(sites.c.id == site_id)).scalar()
     return Settings.from_json(raw)

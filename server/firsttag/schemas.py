@@ -1,6 +1,6 @@
 """The payload schemas: the one definition of each request body.
 
-The validator (:func:`parse`), the OpenAPI document (:mod:`server.openapi`) and the
+The validator (:func:`parse`), the OpenAPI document (:mod:`firsttag.apispec.openapi`) and the
 README's field tables all come from these models. Models are strict: ``"12"`` is not a
 number and ``12`` is not a string, because a tracking integration that sends the wrong
 type has a bug its owner wants to hear about.
@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from . import bounds, money, store
-from .errors import APIError
-from .sites import DEFAULT_MAX_BROWSER_VALUE
+from firsttag import bounds, money, store
+from firsttag.sites import DEFAULT_MAX_BROWSER_VALUE
+from firsttag.web.errors import APIError
 
 # Identifiers made by the tag: 32 hex characters, but accept any URL-safe token so that
 # sites migrating from other tags keep their existing IDs.
@@ -217,7 +217,7 @@ class TrackLead(_Payload):
 
     def cross_check(self) -> list[dict[str, str]]:
         """The lead's idempotency key (customer ID and event name) must fit the store."""
-        from .conversions import lead_key  # conversions imports this module
+        from firsttag.conversions import lead_key  # conversions imports this module
 
         if len(lead_key(self.customerExternalId, self.eventName)) > DEDUP_KEY_MAX:
             message = "with customerExternalId is too long for a lead's key (escaped as JSON)"

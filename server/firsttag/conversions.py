@@ -17,8 +17,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import money, schemas
-from .bounds import json_default
+from firsttag import money, schemas
+from firsttag.bounds import json_default
 
 #: A status later in this list wins a tie between two updates with the same time.
 _STATUS_RANK = {

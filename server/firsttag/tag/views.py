@@ -21,9 +21,9 @@ from flask import Blueprint, Response, request
 from jinja2.utils import htmlsafe_json_dumps
 from werkzeug.exceptions import NotFound
 
-from . import services
-from .errors import APIError
-from .sites import Site
+from firsttag.sites import Site
+from firsttag.web.app import services
+from firsttag.web.errors import APIError
 
 bp = Blueprint("tags", __name__)
 
@@ -35,8 +35,9 @@ TAG_CACHE_SITES = 4096
 
 def templates_dir() -> Path:
     """Where the tag templates are: the source tree, or inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "tag_templates", here / "tag_templates"):
+    package = Path(__file__).resolve().parents[1]  # .../firsttag
+    # Installed: firsttag/tag_templates; in the source tree: tag_templates/ at the top.
+    for candidate in (package / "tag_templates", package.parents[1] / "tag_templates"):
         if candidate.is_dir():
             return candidate
     raise RuntimeError("tag_templates directory not found")

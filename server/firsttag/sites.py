@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, insert, select, update
 
-from . import money, store
+from firsttag import money, store
 
 _GLOBAL_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
 _TAG_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,200}\.js$")

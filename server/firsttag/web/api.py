@@ -19,12 +19,13 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from . import conversions, schemas, services, store
-from .bots import is_bot
-from .errors import APIError, field_error
-from .ratelimit import charge_client, charge_site
-from .sites import Site
-from .web import bearer, int_arg, json_body, secret_site
+from firsttag import conversions, schemas, store
+from firsttag.bots import is_bot
+from firsttag.sites import Site
+from firsttag.web.app import services
+from firsttag.web.errors import APIError, field_error
+from firsttag.web.ratelimit import charge_client, charge_site
+from firsttag.web.requests import bearer, int_arg, json_body, secret_site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -201,7 +202,7 @@ def list_conversions() -> Any:
 
 @bp.get("/openapi.json")
 def openapi() -> Any:
-    """The OpenAPI document, generated from :mod:`server.schemas`."""
-    from .openapi import document
+    """The OpenAPI document, generated from :mod:`firsttag.schemas`."""
+    from firsttag.apispec.openapi import document
 
     return document()

@@ -24,11 +24,12 @@ from typing import Any
 from flask import Blueprint, request
 from sqlalchemy import Engine, and_, func, or_, select, true
 
-from . import services, store
-from .errors import field_error
-from .ratelimit import charge_site
-from .sites import Site
-from .web import secret_site
+from firsttag import store
+from firsttag.sites import Site
+from firsttag.web.app import services
+from firsttag.web.errors import field_error
+from firsttag.web.ratelimit import charge_site
+from firsttag.web.requests import secret_site
 
 bp = Blueprint("analytics", __name__, url_prefix="/api/v1/analytics")
 
@@ -50,7 +51,7 @@ def _range(start: date, end: date) -> tuple[str, str]:
 
 
 def _human(exclude_bots: bool) -> Any:
-    # Sessions of automated browsers and known bots (server/bots.py) are not clicks.
+    # Sessions of automated browsers and known bots (firsttag/bots.py) are not clicks.
     return store.sessions.c.bot.is_(False) if exclude_bots else true()
 
 

@@ -1,7 +1,7 @@
 """Dead letters: events the worker could not store, kept in Redis until a person acts.
 
 The drainer records an event here (atomically with trimming it from the buffer, see
-:mod:`server.pipeline`) when the event itself makes storing fail: it is not JSON, too
+:mod:`firsttag.events.drain`) when the event itself makes storing fail: it is not JSON, too
 deep to parse, not an event, lacks a field, carries a value the worker's parsing or the
 database refuses. Nothing else waits behind it. ``firsttag failed`` lists them, replays
 them through the normal buffer after a fix (``--requeue``) or removes them (``--drop``).
@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy.exc import DBAPIError
 
-from .ingest import EventBuffer, envelope
+from firsttag.events.buffer import EventBuffer, envelope
 
 DEAD_LETTER_KEY = "firsttag:dead-letters"
 # Before the stream, dead letters were bare events in a list; `firsttag failed` moves any

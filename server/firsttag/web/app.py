@@ -1,8 +1,8 @@
-"""firsttag: a self-hosted, first-party conversion-tracking tag server.
+"""The web application: :func:`create_app` and the services its requests share.
 
-:func:`create_app` builds the Flask application. The data path reads top to bottom in the
-modules: :mod:`tags` (the script a page loads) → :mod:`api` (what the tag and back ends
-send) → :mod:`ingest` (Redis buffer) → :mod:`pipeline` (RQ worker) → :mod:`store` (SQL).
+The data path: :mod:`firsttag.tag` (the script a page loads) → :mod:`firsttag.web` (what
+the tag and back ends send) → :mod:`firsttag.events.buffer` (Redis) →
+:mod:`firsttag.events.drain` (RQ worker) → :mod:`firsttag.store` (SQL).
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from flask import Flask, Response, current_app
 from redis import Redis
 from sqlalchemy import Engine, text
 
-from . import errors, store
-from .config import Config
-from .identity import SessionKeys
-from .ingest import EventBuffer
-from .proxies import trust_proxies
-from .ratelimit import RateLimiter, add_headers
-from .sites import SiteDirectory
-from .waits import WaitSlots
+from firsttag import store
+from firsttag.config import Config
+from firsttag.events.buffer import EventBuffer
+from firsttag.identity import SessionKeys
+from firsttag.sites import SiteDirectory
+from firsttag.web import errors
+from firsttag.web.proxies import trust_proxies
+from firsttag.web.ratelimit import RateLimiter, add_headers
+from firsttag.web.waits import WaitSlots
 
 if TYPE_CHECKING:
-    from .tags import TagCache  # imported in create_app: tags imports this package
+    from firsttag.tag.views import TagCache  # imported in create_app: tags imports this package
 
 
 @dataclass
@@ -49,7 +50,7 @@ def create_app(config: Config | None = None) -> Flask:
         raise SystemExit(
             "FIRSTTAG_REDIS_URL is not set. `firsttag serve` starts a Redis server and sets it."
         )
-    from .tags import TagCache
+    from firsttag.tag.views import TagCache
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -78,7 +79,10 @@ def create_app(config: Config | None = None) -> Flask:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
 
-    from . import analytics, api, gtm, install, tags, tracking
+    from firsttag.analytics import views as analytics
+    from firsttag.tag import gtm
+    from firsttag.tag import views as tags
+    from firsttag.web import api, install, tracking
 
     errors.register(app)
     app.register_blueprint(tags.bp)
@@ -126,9 +130,9 @@ def _healthz() -> Any:
 def _readyz() -> Any:
     """Whether events are being stored: Redis, store, worker heartbeat, backlog, dead letters.
 
-    200 when they are, 503 naming the failing checks when not (see :mod:`server.readiness`).
+    200 when they are, 503 naming the failing checks when not (see :mod:`firsttag.ops.readiness`).
     """
-    from .readiness import report
+    from firsttag.ops.readiness import report
 
     s = services()
     body, ready = report(s.redis, s.engine, s.config.ready_heartbeat_s, s.config.ready_event_age_s)

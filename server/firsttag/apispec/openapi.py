@@ -1,11 +1,11 @@
-"""The OpenAPI 3.1 document, built from the payload models in :mod:`server.schemas`."""
+"""The OpenAPI 3.1 document, built from the payload models in :mod:`firsttag.schemas`."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from . import schemas
+from firsttag import schemas
 
 _ERROR = {
     "type": "object",

@@ -1,0 +1,1 @@
+"""What converted and why: attribution at write time, reports at read time."""

@@ -1,0 +1,1 @@
+"""The API described from the payload schemas: OpenAPI and docs/api.md."""

@@ -1,0 +1,1 @@
+"""Running firsttag: the CLI, the supervisor, the embedded Redis, readiness."""

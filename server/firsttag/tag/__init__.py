@@ -1,0 +1,1 @@
+"""The JavaScript tag and its GTM forms, rendered from tag_templates/."""

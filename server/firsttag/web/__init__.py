@@ -1,0 +1,1 @@
+"""The HTTP tier: parse, authenticate, hand over to admission and the buffer."""
