@@ -38,8 +38,11 @@ TOTAL_BYTES_KEY = "firsttag:backlog-bytes:total"
 CLAIM_TTL_S = 7 * 24 * 3600
 
 # A scheduled job must start within this time or another request may schedule a new
-# one; a running drainer renews the lease with the much shorter RUNNING_LEASE_MS.
-SCHEDULED_LEASE_S = 60
+# one; a running drainer renews the lease with the much shorter RUNNING_LEASE_MS. Short,
+# because the lease outlives a job lost with its worker or with a killed Redis (it is in
+# the append-only file), and no drain starts until it expires; a second scheduled job is
+# harmless (it finds the lease taken and returns).
+SCHEDULED_LEASE_S = 10
 DRAIN_JOB_TIMEOUT_S = 600
 
 # KEYS: buffer, lease, site bytes, total bytes, claim keys…
