@@ -143,7 +143,7 @@ SERVER_KINDS: tuple[Endpoint, ...] = (
         "/api/v1/events",
         schemas.LinkEvent,
         "secret",
-        "A Lead or Sale event (short-link attribution, seed 003)",
+        "A Lead or Sale event (short-link attribution)",
         maker=conversions.from_link_event,
         ok=(200, 202),
         batchable=True,
@@ -154,7 +154,7 @@ SERVER_KINDS: tuple[Endpoint, ...] = (
         "/api/v1/conversions",
         schemas.ServerConversion,
         "secret",
-        "A server-side conversion (Mark, seed 002)",
+        "A server-side conversion (Mark)",
         maker=conversions.from_server_conversion,
         batchable=True,
         example={
