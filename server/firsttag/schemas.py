@@ -1,9 +1,10 @@
 """The payload schemas: the one definition of each request body.
 
 The validator (:func:`parse`), the OpenAPI document (:mod:`firsttag.apispec.openapi`) and the
-README's field tables all come from these models. Models are strict: ``"12"`` is not a
-number and ``12`` is not a string, because a tracking integration that sends the wrong
-type has a bug its owner wants to hear about.
+field tables of docs/api.md all come from these models; :mod:`firsttag.endpoints` says
+which endpoint takes which. Models are strict: ``"12"`` is not a number and ``12`` is not
+a string, because a tracking integration that sends the wrong type has a bug its owner
+wants to hear about.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class _Payload(BaseModel):
     def cross_check(self) -> list[dict[str, str]]:
         """Errors that involve several fields, once each field is valid on its own."""
         return []
+
+
+#: The base of every payload model, also of those declared with the endpoint registry
+#: (the batch envelope in :mod:`firsttag.endpoints`, whose item types it lists).
+Payload = _Payload
 
 
 class SessionRegistration(_Payload):
@@ -305,23 +311,6 @@ class ServerConversion(_Payload):
     metadata: Metadata = None
 
 
-class BatchItem(_Payload):
-    """One event of a batch: its endpoint's type and that endpoint's payload."""
-
-    type: Literal["order", "lead", "sale", "event", "conversion"]
-    data: dict[str, Any]
-
-
-class Batch(_Payload):
-    """``POST /api/v1/batch``: up to 500 events, each answered on its own."""
-
-    events: list[BatchItem] = Field(min_length=1, max_length=500)
-
-    # Each item's data is checked when it is parsed on its own: one bad item is rejected
-    # alone, as any other invalid item is.
-    check_text: ClassVar[bool] = False
-
-
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -361,16 +350,3 @@ def _message(err: Any) -> str:
 def _invalid(fields: list[dict[str, str]]) -> APIError:
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return APIError(400, "invalid_fields", summary, fields)
-
-
-ALL_PAYLOADS: tuple[type[BaseModel], ...] = (
-    SessionRegistration,
-    SessionConvert,
-    BrowserConversion,
-    OrderWebhook,
-    TrackLead,
-    TrackSale,
-    LinkEvent,
-    ServerConversion,
-    Batch,
-)

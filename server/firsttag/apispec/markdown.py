@@ -1,4 +1,4 @@
-"""Field reference of every payload, rendered as Markdown from :mod:`firsttag.schemas`.
+"""Field reference of every payload, rendered as Markdown from :mod:`firsttag.endpoints`.
 
 ``firsttag apidocs > docs/api.md`` writes it; a test fails when the file is stale, so
 the document can never drift from what the validator enforces.
@@ -8,21 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from firsttag import schemas
+from pydantic import BaseModel
 
-ENDPOINTS = {
-    "SessionRegistration": "POST /api/v1/sessions (publishable key in the body)",
-    "SessionConvert": "POST /api/v1/sessions/convert (Authorization: Bearer pk_…)",
-    "BrowserConversion": "POST /api/v1/beacon (publishable key in the body)",
-    "OrderWebhook": "POST /api/webhooks/orders (secret key)",
-    "TrackLead": "POST /api/v1/track/lead (secret key)",
-    "TrackSale": "POST /api/v1/track/sale (secret key)",
-    "LinkEvent": "POST /api/v1/events (secret key)",
-    "ServerConversion": "POST /api/v1/conversions (secret key)",
-    "Batch": "POST /api/v1/batch (secret key)",
-    "OrderItem": "OrderWebhook.items[]",
-    "BatchItem": "Batch.events[]",
-}
+from firsttag.endpoints import ENDPOINTS, NESTED
 
 
 def render() -> str:
@@ -30,14 +18,16 @@ def render() -> str:
     out = [
         "# Payload reference",
         "",
-        "Generated from `server/firsttag/schemas.py` by `firsttag apidocs`; do not edit by hand.",
+        "Generated from `server/firsttag/endpoints.py` and the payload models of",
+        "`server/firsttag/schemas.py` by `firsttag apidocs`; do not edit by hand.",
         "Types are strict: a number sent as a string (or the reverse) is a 400.",
         "",
     ]
-    for model in (*schemas.ALL_PAYLOADS, schemas.OrderItem, schemas.BatchItem):
+    sections: list[tuple[type[BaseModel], str]] = [(e.payload, e.doc_line) for e in ENDPOINTS]
+    for model, where in [*sections, *NESTED]:
         schema = model.model_json_schema()
         defs = schema.get("$defs", {})
-        out += [f"## {model.__name__}", "", f"`{ENDPOINTS[model.__name__]}`", ""]
+        out += [f"## {model.__name__}", "", f"`{where}`", ""]
         summary = (model.__doc__ or "").strip().splitlines()[0]
         out += [summary.split("``: ", 1)[-1], ""]
         out += ["| field | type | required | rules |", "|---|---|---|---|"]

@@ -1,11 +1,14 @@
-"""The OpenAPI 3.1 document, built from the payload models in :mod:`firsttag.schemas`."""
+"""The OpenAPI 3.1 document: its ``POST`` operations come from :mod:`firsttag.endpoints`.
+
+Request bodies are the payload models; the read endpoints (``GET``) are written out here.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-from firsttag import schemas
+from firsttag.endpoints import ENDPOINTS, Endpoint
 
 _ERROR = {
     "type": "object",
@@ -29,9 +32,8 @@ _ERROR = {
     },
 }
 
-
-# Answers every secret-key write endpoint can give besides success.
-_WRITE = (400, 401, 403, 409, 413, 429, 503)
+# How each kind of caller authenticates, as OpenAPI security schemes (None: key in the body).
+_SECURITY = {"body": None, "publishable": "siteKey", "secret": "secretKey"}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -77,21 +79,26 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
-def _post(model: type, summary: str, security: str | None, ok: int, *codes: int) -> dict[str, Any]:
+def _post(endpoint: Endpoint) -> dict[str, Any]:
+    name = endpoint.payload.__name__
     op: dict[str, Any] = {
-        "summary": summary,
+        "summary": endpoint.summary,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": _ref(model.__name__)},
-                "text/plain": {"schema": _ref(model.__name__)},
+                "application/json": {"schema": _ref(name)},
+                "text/plain": {"schema": _ref(name)},
             },
         },
-        "responses": {str(ok): {"description": "accepted"}, **_errors(*codes)},
+        "responses": {
+            **{str(ok): {"description": "accepted"} for ok in endpoint.ok},
+            **_errors(*endpoint.errors),
+        },
     }
+    security = _SECURITY[endpoint.auth]
     if security:
         op["security"] = [{security: []}]
-    if security == "secretKey":
+    if endpoint.auth == "secret":
         op["parameters"] = _VALIDATE
     return {"post": op}
 
@@ -100,12 +107,13 @@ def _post(model: type, summary: str, security: str | None, ok: int, *codes: int)
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     components: dict[str, Any] = {"Error": _ERROR}
-    for model in schemas.ALL_PAYLOADS:
+    for endpoint in ENDPOINTS:
+        model = endpoint.payload
         components[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
     secret_get = {"security": [{"secretKey": []}]}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "firsttag", "version": "1"},
         "components": {
@@ -116,37 +124,6 @@ def document() -> dict[str, Any]:
             },
         },
         "paths": {
-            "/api/v1/sessions": _post(
-                schemas.SessionRegistration, "Register a tab session", None, 200, 400, 401, 403, 413
-            ),
-            "/api/v1/sessions/convert": _post(
-                schemas.SessionConvert, "Mark a session verified", "siteKey", 200, 400, 401, 404
-            ),
-            "/api/v1/beacon": _post(
-                schemas.BrowserConversion, "Browser conversion", None, 202, 400, 401, 403, 413
-            ),
-            "/api/webhooks/orders": _post(
-                schemas.OrderWebhook, "Order webhook (Selektable)", "secretKey", 200, *_WRITE
-            ),
-            "/api/v1/track/lead": _post(
-                schemas.TrackLead, "Track a lead (Dub)", "secretKey", 200, 404, *_WRITE
-            ),
-            "/api/v1/track/sale": _post(
-                schemas.TrackSale, "Track a sale (Dub)", "secretKey", 200, 404, *_WRITE
-            ),
-            "/api/v1/events": _post(
-                schemas.LinkEvent, "Lead or Sale event (seed 003)", "secretKey", 200, *_WRITE
-            ),
-            "/api/v1/batch": _post(
-                schemas.Batch,
-                "Up to 500 events, answered per item",
-                "secretKey",
-                200,
-                400,
-                401,
-                403,
-                413,
-            ),
             "/api/v1/analytics/funnel": {
                 "get": {
                     "summary": "clicks → leads → sales",
@@ -174,13 +151,6 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/v1/conversions": {
-                **_post(
-                    schemas.ServerConversion,
-                    "Server-side conversion (seed 002)",
-                    "secretKey",
-                    200,
-                    *_WRITE,
-                ),
                 "get": {
                     "summary": "Stored conversions, newest first",
                     "parameters": _PAGE,
@@ -190,3 +160,6 @@ def document() -> dict[str, Any]:
             },
         },
     }
+    for endpoint in ENDPOINTS:
+        doc["paths"].setdefault(endpoint.path, {}).update(_post(endpoint))
+    return doc

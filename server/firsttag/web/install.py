@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from firsttag.endpoints import SERVER_KINDS
 from firsttag.sites import Site
 from firsttag.tag.views import tag_url, templates_dir
 from firsttag.web.app import services
@@ -44,36 +45,13 @@ def _environment() -> Environment:
 
 
 def _examples(site: Site, base: str) -> list[dict[str, Any]]:
+    # One example per server-side endpoint of the registry that declares one.
     env_key = "process.env.FIRSTTAG_SECRET_KEY"  # a reference, never the key itself
-    order = {
-        "orderId": "ord_1",
-        "storeId": "store_1",
-        "organizationId": "org_1",
-        "visitorId": "<visitorId from the form>",
-        "sessionId": "<sessionId from the form>",
-        "totalCents": 4900,
-        "currency": "EUR",
-        "platform": "custom",
-        "status": "completed",
-        "orderCreatedAt": "2026-01-01T12:00:00Z",
-        "items": [{"productId": "mug", "quantity": 2, "priceCents": 2450, "totalCents": 4900}],
-    }
-    lead = {"clickId": "<dub_id cookie>", "eventName": "Sign Up", "customerExternalId": "user_1"}
-    sale = {"customerExternalId": "user_1", "amount": 4900, "currency": "EUR", "invoiceId": "inv_1"}
-    conversion = {
-        "name": "Subscription Activated",
-        "visitor_id": "<visitorId>",
-        "order_id": "sub_1",
-        "value": 4900,
-        "currency": "EUR",
-    }
     out = []
-    for title, path, body in (
-        ("An order (Selektable webhook)", "/api/webhooks/orders", order),
-        ("A lead (Dub track.lead)", "/api/v1/track/lead", lead),
-        ("A sale (Dub track.sale)", "/api/v1/track/sale", sale),
-        ("A server-side conversion", "/api/v1/conversions", conversion),
-    ):
+    for endpoint in SERVER_KINDS:
+        if endpoint.example is None:
+            continue
+        title, path, body = endpoint.summary, endpoint.path, endpoint.example
         url = base + path
         pretty = json.dumps(body, indent=2)
         out.append(

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, request
-from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from firsttag import conversions, schemas, store
 from firsttag.analytics.attribution import attribute
 from firsttag.conversions import Decision, Outcome
+from firsttag.endpoints import SERVER_KINDS, Batch, Endpoint, server_kind
 from firsttag.events.buffer import BacklogFull, encode
 from firsttag.sites import Site
 from firsttag.web.app import services
@@ -35,27 +35,18 @@ WAIT_MAX_POLL_S = 0.5
 BATCH_MAX_BYTES = 1024 * 1024
 
 
-# type → (schema, outcome maker, whether clickId "" must name a known customer)
-_TYPES: dict[str, tuple[type[BaseModel], Callable[[Any, str], Outcome], bool]] = {
-    "order": (schemas.OrderWebhook, conversions.from_order, False),
-    "lead": (schemas.TrackLead, conversions.from_lead, True),
-    "sale": (schemas.TrackSale, conversions.from_sale, True),
-    "event": (schemas.LinkEvent, conversions.from_link_event, False),
-    "conversion": (schemas.ServerConversion, conversions.from_server_conversion, False),
-}
-
-
 def _validate_only() -> bool:
     return request.args.get("validate") in ("1", "true")
 
 
 def _handle(kind: str, data: Any, site: Site, validate: bool) -> tuple[dict[str, Any], int]:
-    model, make, needs_customer = _TYPES[kind]
-    body = schemas.parse(model, data)
+    endpoint = server_kind(kind)
+    assert endpoint.maker is not None  # every server kind has one
+    body = schemas.parse(endpoint.payload, data)
     received_at = store.utcnow()
-    outcome = make(body, received_at)
+    outcome = endpoint.maker(body, received_at)
     if (
-        needs_customer
+        endpoint.customer_must_exist
         and outcome.click_from_customer
         and not _customer_known(site, outcome.click_from_customer)
     ):
@@ -205,22 +196,21 @@ def _wait_for(site: Site, key: str) -> dict[str, Any] | None:
         pause = min(pause * 2, WAIT_MAX_POLL_S)
 
 
-def _endpoint(kind: str, decimals: bool = False) -> Callable[[], Any]:
+def _endpoint(endpoint: Endpoint) -> Callable[[], Any]:
     def view() -> Any:
         site = secret_site()
         charge_site("server", site)
-        return _handle(kind, json_body(decimals=decimals), site, _validate_only())
+        body = json_body(decimals=endpoint.decimals)
+        return _handle(endpoint.kind, body, site, _validate_only())
 
-    view.__name__ = f"track_{kind}"
-    view.__doc__ = f"Accept a {kind} reported by a back end (secret key)."
+    view.__name__ = f"track_{endpoint.kind}"
+    view.__doc__ = f"Accept a {endpoint.kind} reported by a back end (secret key)."
     return view
 
 
-bp.add_url_rule("/api/webhooks/orders", view_func=_endpoint("order"), methods=["POST"])
-bp.add_url_rule("/api/v1/track/lead", view_func=_endpoint("lead"), methods=["POST"])
-bp.add_url_rule("/api/v1/track/sale", view_func=_endpoint("sale"), methods=["POST"])
-bp.add_url_rule("/api/v1/events", view_func=_endpoint("event", decimals=True), methods=["POST"])
-bp.add_url_rule("/api/v1/conversions", view_func=_endpoint("conversion"), methods=["POST"])
+# One URL rule per server-side kind of the registry: a new kind needs no line here.
+for _kind in SERVER_KINDS:
+    bp.add_url_rule(_kind.path, view_func=_endpoint(_kind), methods=["POST"])
 
 
 @bp.post("/api/v1/batch")
@@ -228,7 +218,7 @@ def batch() -> Any:
     """Up to 500 events, each accepted, duplicate or rejected on its own (no all-or-nothing)."""
     site = secret_site()
     request.max_content_length = BATCH_MAX_BYTES
-    body = schemas.parse(schemas.Batch, json_body(decimals=True))
+    body = schemas.parse(Batch, json_body(decimals=True))
     charge_site("server", site, cost=len(body.events))
     validate = _validate_only()
     results = []
