@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 from firsttag import store
+from firsttag.admission import CLAIM_PREFIX
 from firsttag.config import Config
 from firsttag.events import deadletters
 from firsttag.events.buffer import (
     BUFFER_KEY,
-    CLAIM_PREFIX,
     SITE_BYTES_KEY,
     TOTAL_BYTES_KEY,
     EventBuffer,
-    encode,
 )
+from firsttag.events.wire import encode
 from firsttag.sites import create_site
 from firsttag.web.app import create_app
 from redis import Redis
@@ -32,7 +32,7 @@ from sqlalchemy import func, select, text
 
 from tests.support import WorkerProcess, config_env, wait_until
 from tests.test_api import register
-from tests.test_pipeline import conversion, count
+from tests.test_pipeline import conversion, count, event
 
 ORIGIN = "https://shop.example"
 
@@ -117,15 +117,15 @@ def test_poison_events_of_each_class_never_hold_back_two_sites(
     bad_date = dict(bad_date, occurredAt="yesterday")  # the worker's date parsing refuses it
     refused = dict(conversion(other.id, 901)[3], name="Refused")  # a rule refuses the row
     poison = [
-        (site.id, encode(kind, site.id, now, bad_date)),
+        (site.id, encode(event(kind, site.id, now, bad_date))),
         (other.id, too_deep(other.id)),
-        (site.id, encode("session", site.id, now, {"sessionId": "s1", "visitorId": None})),
-        (other.id, encode(kind, other.id, now, refused)),
+        (site.id, encode(event("session", site.id, now, {"sessionId": "s1", "visitorId": None}))),
+        (other.id, encode(event(kind, other.id, now, refused))),
     ]
-    for n, (site_id, event) in enumerate(poison):
-        buffer.push(*conversion(site.id if n % 2 else other.id, n))  # good events between
-        buffer.push_many(site_id, [event])
-    buffer.push(*conversion(site.id, 4))
+    for n, (site_id, bad) in enumerate(poison):
+        buffer.push(event(*conversion(site.id if n % 2 else other.id, n)))  # good events between
+        buffer.push_many(site_id, [bad])
+    buffer.push(event(*conversion(site.id, 4)))
 
     worker = WorkerProcess(config, tmp_path / "worker.log")
     worker.start()
@@ -222,7 +222,7 @@ def test_readyz_fails_when_events_wait_without_a_worker(config, site, client):
     assert client.get("/readyz").status_code == 200  # nothing waits: nothing to store
     buffer = EventBuffer(Redis.from_url(config.redis_url), config.queue_name)
     kind, site_id, _, data = conversion(site.id, 1)
-    buffer.push(kind, site_id, "2000-01-01T00:00:00.000000Z", data)
+    buffer.push(event(kind, site_id, "2000-01-01T00:00:00.000000Z", data))
     ready = client.get("/readyz")
     assert ready.status_code == 503
     body = ready.get_json()
@@ -242,7 +242,7 @@ def test_a_locked_database_makes_the_batch_wait_then_store_once(
     redis = Redis.from_url(config.redis_url)
     buffer = EventBuffer(redis, config.queue_name)
     for n in range(50):
-        buffer.push(*conversion(site.id, n))
+        buffer.push(event(*conversion(site.id, n)))
     lock = sqlite3.connect(config.database_url.removeprefix("sqlite:///"))
     lock.execute("BEGIN IMMEDIATE")  # another writer holds the database
     worker = WorkerProcess(config, tmp_path / "worker.log")

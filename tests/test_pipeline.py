@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from firsttag import store
-from firsttag.events import deadletters
+from firsttag.events import deadletters, wire
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY, EventBuffer
 from firsttag.events.drain import Drainer
 from redis import Redis
@@ -29,6 +29,11 @@ def conversion(site_id: str, n: int) -> tuple[str, str, str, dict]:
     return ("conversion", site_id, now, data)
 
 
+def event(kind: str, site_id: str, received_at: str, data: dict) -> wire.Event:
+    """The typed event of ``kind`` with camelCase ``data``, as the web tier would push it."""
+    return wire.Event(site_id, received_at, wire.body_from(kind, data))
+
+
 def count(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(store.conversions)).scalar_one()
@@ -38,7 +43,7 @@ def test_a_burst_is_drained_in_batches_by_few_jobs(config, engine, site, worker)
     redis = Redis.from_url(config.redis_url)
     buffer = EventBuffer(redis, config.queue_name)
     for n in range(2500):  # more than two batches of 1,000
-        buffer.push(*conversion(site.id, n))
+        buffer.push(event(*conversion(site.id, n)))
     wait_until(lambda: count(engine) == 2500, 60, "2,500 stored conversions")
     wait_until(lambda: redis.llen(BUFFER_KEY) == 0 and not redis.exists(LEASE_KEY), 20, "idle")
     assert redis.llen(f"rq:queue:{config.queue_name}") == 0
@@ -52,7 +57,7 @@ def test_replayed_events_are_not_counted_twice(config, engine, site, worker):
     buffer = EventBuffer(redis, config.queue_name)
     for _ in range(3):
         for n in range(50):
-            buffer.push(*conversion(site.id, n))
+            buffer.push(event(*conversion(site.id, n)))
     wait_until(lambda: redis.llen(BUFFER_KEY) == 0, 30, "the buffer to drain")
     assert count(engine) == 50
 
@@ -62,7 +67,7 @@ def test_a_batch_committed_but_not_trimmed_is_written_once(config, engine, site)
     redis = Redis.from_url(config.redis_url)
     buffer = EventBuffer(redis, config.queue_name)
     for n in range(10):
-        buffer.push(*conversion(site.id, n))
+        buffer.push(event(*conversion(site.id, n)))
     drainer = Drainer(redis, engine, batch_size=1000)
     drainer.write_batch(redis.lrange(BUFFER_KEY, 0, -1))  # committed; "crash" before trim
     assert count(engine) == 10 and redis.llen(BUFFER_KEY) == 10
@@ -75,7 +80,7 @@ def test_a_batch_committed_but_not_trimmed_is_written_once(config, engine, site)
 def test_a_drainer_that_lost_its_lease_does_not_trim(config, engine, site):
     redis = Redis.from_url(config.redis_url)
     for n in range(5):
-        EventBuffer(redis, config.queue_name).push(*conversion(site.id, n))
+        EventBuffer(redis, config.queue_name).push(event(*conversion(site.id, n)))
     redis.set(LEASE_KEY, "someone-else")
     assert Drainer(redis, engine, 1000).run("stale-token") == 0
     assert redis.llen(BUFFER_KEY) == 5 and count(engine) == 0
@@ -83,9 +88,9 @@ def test_a_drainer_that_lost_its_lease_does_not_trim(config, engine, site):
 
 def test_undecodable_events_go_to_the_dead_letters(config, engine, site):
     redis = Redis.from_url(config.redis_url)
-    EventBuffer(redis, config.queue_name).push(*conversion(site.id, 1))
+    EventBuffer(redis, config.queue_name).push(event(*conversion(site.id, 1)))
     redis.rpush(BUFFER_KEY, b"not json", json.dumps({"kind": "unknown"}))
-    EventBuffer(redis, config.queue_name).push(*conversion(site.id, 2))
+    EventBuffer(redis, config.queue_name).push(event(*conversion(site.id, 2)))
     redis.delete(LEASE_KEY)
     assert Drainer(redis, engine, 1000).run("t") == 4
     assert count(engine) == 2
@@ -112,7 +117,7 @@ def test_killed_worker_loses_nothing_and_doubles_nothing(config, engine, site, t
     total = 20_000
     pipe_events = [conversion(site.id, n) for n in range(total)]
     for ev in pipe_events:
-        buffer.push(*ev)
+        buffer.push(event(*ev))
     first = WorkerProcess(config, tmp_path / "first.log")
     first.start()
     wait_until(lambda: count(engine) > 0, 60, "the first batches")

@@ -7,11 +7,12 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from firsttag import schemas, store
+from firsttag.admission import conversion_event
 from firsttag.conversions import from_order
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY
 from firsttag.events.drain import Drainer
+from firsttag.events.wire import encode
 from firsttag.sites import ORDER_STATUSES
-from firsttag.web.tracking import conversion_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
@@ -102,7 +103,7 @@ def test_order_totals_do_not_depend_on_delivery(
             assert response.status_code == 200, response.get_json()
         else:
             outcome = from_order(schemas.parse(schemas.OrderWebhook, payload), store.utcnow())
-            redis.rpush(BUFFER_KEY, conversion_event(site.id, outcome, store.utcnow()))
+            redis.rpush(BUFFER_KEY, encode(conversion_event(site.id, outcome, store.utcnow())))
         if n % 3 == 2:  # drain part-way, so updates meet rows already stored
             redis.delete(LEASE_KEY)
             drainer.run(f"t{n}")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 from firsttag import store
-from firsttag.events.buffer import BUFFER_KEY, CLAIM_PREFIX
+from firsttag.admission import CLAIM_PREFIX
+from firsttag.events.buffer import BUFFER_KEY
 from redis import Redis
 from sqlalchemy import insert
 

@@ -1,4 +1,4 @@
-"""Conversions: every reported outcome as one :class:`Outcome`, and how re-sends are judged.
+"""Conversions: every reported outcome as one :class:`Outcome` (the *makers*).
 
 Each request shape (order webhook, Dub lead and sale, seed-003 event, seed-002 server
 conversion, browser beacon) is turned into an ``Outcome`` with:
@@ -7,18 +7,23 @@ conversion, browser beacon) is turned into an ``Outcome`` with:
 * a fingerprint (``fields``) — what a re-send must repeat, else it is a 409 conflict;
 * for orders, a ``state`` (status, refunded) and a sortable ``version`` — an update with an
   older version never replaces a newer one;
-* the ``row`` the worker stores, and an optional customer to create first.
+* the :class:`~firsttag.events.wire.Conversion` the worker stores, and an optional
+  customer to create first.
+
+Whether an outcome is new, a duplicate, a newer version or a conflict is decided in
+:mod:`firsttag.admission`.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from firsttag import money, schemas
 from firsttag.bounds import json_default
+from firsttag.events.wire import Conversion, Customer
 
 #: A status later in this list wins a tie between two updates with the same time.
 _STATUS_RANK = {
@@ -36,12 +41,12 @@ class Outcome:
 
     dedup_key: str
     fields: dict[str, Any]
-    row: dict[str, Any]
+    #: What the store keeps; None for a deferred lead (only the customer is stored, the
+    #: lead comes later).
+    conversion: Conversion | None
     state: dict[str, Any] | None = None
     version: str | None = None
-    customer: dict[str, Any] | None = None
-    #: False for a deferred lead: only the customer is stored, the lead comes later.
-    record: bool = True
+    customer: Customer | None = None
     #: A lead sent with ``clickId: ""`` takes the click of this existing customer.
     click_from_customer: str | None = None
     #: Wait for the worker to store it before answering (Dub's ``mode: wait``).
@@ -49,78 +54,15 @@ class Outcome:
     #: The version comes from the sender's ``updatedAt``, not from the time received.
     explicit_version: bool = False
 
-
-Verdict = Literal["new", "update", "duplicate", "stale", "conflict"]
-
-
-@dataclass
-class Decision:
-    """What to do with an outcome given what was received before under its key."""
-
-    verdict: Verdict
-    first_received_at: str | None = None
-    differing: list[str] = field(default_factory=list)
-
-
-def judge(outcome: Outcome, prior: dict[str, Any] | None) -> Decision:
-    """Compare an outcome with the earlier record of its key (from Redis or the store)."""
-    if prior is None:
-        return Decision("new")
-    first = prior.get("firstReceivedAt")
-    before = prior.get("fields") or {}
-    differing = sorted(
-        k for k in outcome.fields.keys() | before.keys() if outcome.fields.get(k) != before.get(k)
-    )
-    if differing:
-        return Decision("conflict", first, differing)
-    newer = (outcome.version or "") > (prior.get("version") or "")
-    if outcome.state is None or outcome.state == prior.get("state"):
-        # Same state again. With the sender's own updatedAt a newer one still advances the
-        # order's clock, so an older update replayed later cannot win over it; without
-        # one, this is a retry.
-        if outcome.state is not None and outcome.explicit_version and newer:
-            return Decision("update", first)
-        return Decision("duplicate", first)
-    if not newer:
-        return Decision("stale", first)
-    return Decision("update", first)
-
-
-def claim_for(outcome: Outcome, decision: Decision, received_at: str) -> dict[str, Any]:
-    """What Redis remembers of this key until the worker has stored it."""
-    return {
-        "fields": outcome.fields,
-        "state": outcome.state,
-        "version": outcome.version,
-        "firstReceivedAt": decision.first_received_at or received_at,
-    }
+    @property
+    def record(self) -> bool:
+        """Whether a conversion is stored (False for a deferred lead)."""
+        return self.conversion is not None
 
 
 def _canonical(value: Any) -> Any:
     # The fingerprint is compared after a JSON round trip (Redis, the database).
     return json.loads(json.dumps(value, sort_keys=True, default=json_default))
-
-
-def _row(**values: Any) -> dict[str, Any]:
-    base = dict.fromkeys(
-        (
-            "visitorId",
-            "sessionId",
-            "clickId",
-            "customerId",
-            "orderId",
-            "value",
-            "currency",
-            "status",
-            "stateVersion",
-            "details",
-            "metadata",
-            "url",
-        ),
-    )
-    base["refunded"] = 0
-    base.update(values)
-    return base
 
 
 def from_order(body: schemas.OrderWebhook, received_at: str) -> Outcome:
@@ -145,20 +87,20 @@ def from_order(body: schemas.OrderWebhook, received_at: str) -> Outcome:
             "items": items,
         }
     )
-    row = _row(
-        dedupKey=f"order:{body.orderId}",
+    row = Conversion(
+        dedup_key=f"order:{body.orderId}",
         kind="sale" if body.totalCents else "lead",
         source="order",
         name="Order" if body.totalCents else "Lead",
-        visitorId=body.visitorId,
-        sessionId=body.sessionId,
-        orderId=body.orderId,
+        visitor_id=body.visitorId,
+        session_id=body.sessionId,
+        order_id=body.orderId,
         value=body.totalCents,
         refunded=refunded,
         currency=body.currency,
         status=body.status,
-        stateVersion=version,
-        occurredAt=body.orderCreatedAt,
+        state_version=version,
+        occurred_at=body.orderCreatedAt,
         details={
             "storeId": body.storeId,
             "organizationId": body.organizationId,
@@ -183,14 +125,8 @@ def generated_name() -> str:
 
 def _customer(
     external_id: str, name: str | None, email: str | None, avatar: str | None, click_id: str | None
-) -> dict[str, Any]:
-    return {
-        "externalId": external_id,
-        "name": name or generated_name(),
-        "email": email,
-        "avatar": avatar,
-        "clickId": click_id or None,
-    }
+) -> Customer:
+    return Customer(external_id, name or generated_name(), email, avatar, click_id or None)
 
 
 def lead_key(customer_id: str, event_name: str) -> str:
@@ -224,25 +160,23 @@ def _lead(
     click_id: str | None,
     mode: str,
     occurred_at: str,
-    customer: dict[str, Any],
+    customer: Customer,
     metadata: Any,
     source: str,
 ) -> Outcome:
     if mode == "deferred":
         key = f"customer:{customer_id}"
-        return Outcome(
-            key, _canonical({"clickId": click_id or None}), {}, customer=customer, record=False
-        )
+        return Outcome(key, _canonical({"clickId": click_id or None}), None, customer=customer)
     key = lead_key(customer_id, event_name)
     fields = _canonical({"clickId": click_id or None})
-    row = _row(
-        dedupKey=key,
+    row = Conversion(
+        dedup_key=key,
         kind="lead",
         source=source,
         name=event_name,
-        clickId=click_id or None,
-        customerId=customer_id,
-        occurredAt=occurred_at,
+        click_id=click_id or None,
+        customer_id=customer_id,
+        occurred_at=occurred_at,
         metadata=metadata,
         details={"eventName": event_name},
     )
@@ -272,17 +206,17 @@ def from_sale(body: schemas.TrackSale, received_at: str) -> Outcome:
             "eventName": body.eventName,
         }
     )
-    row = _row(
-        dedupKey=key,
+    row = Conversion(
+        dedup_key=key,
         kind="sale",
         source="track",
         name=body.eventName,
-        clickId=body.clickId or None,
-        customerId=body.customerExternalId,
+        click_id=body.clickId or None,
+        customer_id=body.customerExternalId,
         value=body.amount,
         currency=body.currency,
-        orderId=body.invoiceId,
-        occurredAt=received_at,
+        order_id=body.invoiceId,
+        occurred_at=received_at,
         metadata=body.metadata,
         details={
             "invoiceId": body.invoiceId,
@@ -324,17 +258,17 @@ def from_link_event(body: schemas.LinkEvent, received_at: str) -> Outcome:
     fields = _canonical(
         {"customerExternalId": customer_id, "amount": value, "currency": body.currency}
     )
-    row = _row(
-        dedupKey=key,
+    row = Conversion(
+        dedup_key=key,
         kind="sale",
         source="event",
         name="sale",
-        clickId=body.clickId or None,
-        customerId=customer_id,
+        click_id=body.clickId or None,
+        customer_id=customer_id,
         value=value,
         currency=body.currency,
-        orderId=body.invoiceId,
-        occurredAt=occurred,
+        order_id=body.invoiceId,
+        occurred_at=occurred,
         metadata=body.metadata,
         details={"invoiceId": body.invoiceId},
     )
@@ -363,17 +297,17 @@ def from_server_conversion(body: schemas.ServerConversion, received_at: str) -> 
             "currency": body.currency,
         }
     )
-    row = _row(
-        dedupKey=key,
+    row = Conversion(
+        dedup_key=key,
         kind="sale" if body.value else "conversion",
         source="server",
         name=body.name,
-        visitorId=body.visitor_id,
-        sessionId=body.session_id,
-        orderId=body.order_id,
+        visitor_id=body.visitor_id,
+        session_id=body.session_id,
+        order_id=body.order_id,
         value=body.value,
         currency=body.currency,
-        occurredAt=body.timestamp or received_at,
+        occurred_at=body.timestamp or received_at,
         metadata=body.metadata,
     )
     return Outcome(key, fields, row)
@@ -389,19 +323,19 @@ def from_beacon(
     not confirmed, so analytics keep it out of revenue unless the site opts in.
     """
     key = f"browser:{body.id}"
-    row = _row(
-        dedupKey=key,
+    row = Conversion(
+        dedup_key=key,
         kind="sale" if body.value else "conversion",
         source="browser",
         name=body.name,
-        visitorId=body.visitorId,
-        sessionId=session_id,
-        clickId=body.clickId or None,
-        orderId=body.orderId,
+        visitor_id=body.visitorId,
+        session_id=session_id,
+        click_id=body.clickId or None,
+        order_id=body.orderId,
         value=body.value,
         currency=body.currency,
         metadata=body.metadata,
         url=body.url,
-        occurredAt=received_at,
+        occurred_at=received_at,
     )
     return Outcome(key, {}, row)

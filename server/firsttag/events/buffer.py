@@ -13,28 +13,25 @@ sees the buffer empty, atomically releasing the lease then).
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import WatchError
+from redis.client import Pipeline
 from rq import Queue
 
-from firsttag.bounds import json_default  # one definition for the door and the worker
+from firsttag.events.wire import Event, encode
 
 BUFFER_KEY = "firsttag:buffer"
 LEASE_KEY = "firsttag:drain-lease"
-CLAIM_PREFIX = "firsttag:claim:"
 # Bytes waiting in the buffer: a hash site ID → bytes, and the total over all sites. The
 # push script adds to them and the drainer's trim subtracts, each in the same atomic step
 # as the list operation, so they always describe what the list holds.
 SITE_BYTES_KEY = "firsttag:backlog-bytes"
 TOTAL_BYTES_KEY = "firsttag:backlog-bytes:total"
 
-# How long Redis remembers an idempotency key; the store's unique keys hold it for ever.
+# How long Redis remembers an idempotency claim (see firsttag.admission); the store's
+# unique keys hold it for ever.
 CLAIM_TTL_S = 7 * 24 * 3600
 
 # A scheduled job must start within this time or another request may schedule a new
@@ -96,9 +93,9 @@ class EventBuffer:
         self._push = redis.register_script(_PUSH)
         self._kick = redis.register_script(_KICK)
 
-    def push(self, kind: str, site_id: str, received_at: str, data: dict[str, Any]) -> None:
+    def push(self, event: Event) -> None:
         """Append one event durably; raises ``redis.RedisError`` when Redis cannot take it."""
-        self.push_many(site_id, [encode(kind, site_id, received_at, data)])
+        self.push_many(event.site, [encode(event)])
 
     def push_many(
         self, site_id: str, events: list[str | bytes], claims: dict[str, str] | None = None
@@ -136,51 +133,26 @@ class EventBuffer:
         if result == 1:
             self._enqueue(token)
 
-    def push_claimed(
+    def push_in(
         self,
+        pipe: Pipeline,
         site_id: str,
-        claim_key: str,
-        decide: Callable[[dict[str, Any] | None], tuple[Any, dict[str, Any] | None]],
-        events: list[str],
-        extra_claims: dict[str, str] | None = None,
-    ) -> Any:
-        """Push ``site_id``'s ``events`` under an idempotency claim, judged by ``decide``.
+        events: list[str | bytes],
+        claims: dict[str, str],
+    ) -> str:
+        """Queue the append of ``events`` with ``claims`` on ``pipe``, a MULTI pipeline.
 
-        ``decide`` gets what Redis remembers of the key (or None) and returns a decision
-        and the claim to store, or None for the claim when nothing is to be pushed (a
-        duplicate, a conflict). The claim is WATCHed, so two requests racing with the same
-        key are judged one after the other; nothing is claimed unless the events are
-        appended in the same atomic step. Each event carries the claims it was pushed
-        with, so a worker that cannot store it can take them back (see
-        :func:`with_claims`).
+        For a caller that WATCHes keys first (admission watches a claim): the append
+        runs only if they did not change. Pass the script's result from
+        ``pipe.execute()`` and the returned token to :meth:`settle`.
         """
-        key = CLAIM_PREFIX + claim_key
-        with self.redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    decision, claim = decide(json.loads(raw) if raw else None)
-                    if claim is None:
-                        pipe.reset()
-                        return decision
-                    claims = {key: json.dumps(claim, separators=(",", ":"))}
-                    claims.update({CLAIM_PREFIX + k: v for k, v in (extra_claims or {}).items()})
-                    claimed = [with_claims(e, claims) for e in events]
-                    token = secrets.token_hex(8)
-                    pipe.multi()
-                    self._push(**self._push_args(token, site_id, claimed, claims), client=pipe)
-                    (result,) = pipe.execute()
-                    break
-                except WatchError:
-                    continue
-        self._after_push(result, token)
-        return decision
+        token = secrets.token_hex(8)
+        self._push(**self._push_args(token, site_id, events, claims), client=pipe)
+        return token
 
-    def claim(self, claim_key: str) -> dict[str, Any] | None:
-        """What Redis remembers of ``claim_key``, read without claiming anything."""
-        raw = self.redis.get(CLAIM_PREFIX + claim_key)
-        return json.loads(raw) if raw else None
+    def settle(self, result: int, token: str) -> None:
+        """Finish an append queued by :meth:`push_in`: refuse it (429) or schedule a drain."""
+        self._after_push(result, token)
 
     def kick(self) -> bool:
         """Schedule a drain if events are waiting and no drain holds the lease."""
@@ -212,44 +184,3 @@ class EventBuffer:
 
 class BacklogFull(Exception):
     """Too many events or bytes wait in Redis: the client should retry later (429)."""
-
-
-def encode(kind: str, site_id: str, received_at: str, data: dict[str, Any]) -> str:
-    """The buffer's representation of one event.
-
-    The envelope's first three fields are always ``kind``, ``site`` and ``receivedAt`` in
-    this order, so :func:`envelope` can read them from an event too broken to parse.
-    """
-    return json.dumps(
-        {"kind": kind, "site": site_id, "receivedAt": received_at, "data": data},
-        separators=(",", ":"),
-        allow_nan=False,
-        default=json_default,
-    )
-
-
-def with_claims(event: str, claims: dict[str, str]) -> str:
-    """``event`` carrying the claim keys and values pushed with it.
-
-    The optional ``claims`` field is what lets a worker that dead-letters the event delete
-    exactly those claims (only while they still hold these values), so a retry of the same
-    request is admitted again. Events without it, from older versions, stay readable.
-    """
-    decoded = json.loads(event)
-    decoded["claims"] = claims
-    return json.dumps(decoded, separators=(",", ":"))
-
-
-_ENVELOPE = re.compile(rb'^\{"kind":"[^"\\]*","site":"([^"\\]*)","receivedAt":"([^"\\]*)"')
-
-
-def envelope(raw: bytes) -> tuple[str | None, str | None]:
-    """The site ID and receipt time of a buffered event, without parsing its body.
-
-    Read from the fixed prefix :func:`encode` writes, so it works for an event whose body
-    ``json.loads`` refuses (too deep, truncated); (None, None) for anything else.
-    """
-    match = _ENVELOPE.match(raw)
-    if match is None:
-        return None, None
-    return match.group(1).decode(), match.group(2).decode()

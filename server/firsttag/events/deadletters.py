@@ -21,7 +21,8 @@ from typing import Any
 from redis import Redis
 from sqlalchemy.exc import DBAPIError
 
-from firsttag.events.buffer import EventBuffer, envelope
+from firsttag.events.buffer import EventBuffer
+from firsttag.events.wire import envelope
 
 DEAD_LETTER_KEY = "firsttag:dead-letters"
 # Before the stream, dead letters were bare events in a list; `firsttag failed` moves any

@@ -3,7 +3,8 @@
 A drain job holds the drain lease (see :mod:`firsttag.events.buffer`) and repeats:
 
 1. read the oldest ``batch_size`` events (``LRANGE``, nothing removed yet);
-2. write them in one transaction of idempotent inserts and COMMIT;
+2. decode them (:mod:`firsttag.events.wire`), write their rows in one transaction of
+   idempotent inserts (:mod:`firsttag.events.rows`) and COMMIT;
 3. remove them from the buffer (``LTRIM``), but only while it still holds the lease.
 
 A worker killed between 2 and 3 leaves the batch in Redis; the next drainer writes it
@@ -38,7 +39,6 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from firsttag import store
-from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.config import Config
 from firsttag.events import deadletters
 from firsttag.events.buffer import (
@@ -47,9 +47,9 @@ from firsttag.events.buffer import (
     SITE_BYTES_KEY,
     TOTAL_BYTES_KEY,
     EventBuffer,
-    envelope,
-    json_default,
 )
+from firsttag.events.rows import write
+from firsttag.events.wire import Event, UnknownKind, WireError, envelope, from_json
 from firsttag.ops.readiness import beat, store_writable
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class Drainer:
         raised and nothing of the batch has been lost (it is still in the buffer).
         """
         failures: list[Failure] = []
-        events: list[tuple[bytes, dict[str, Any]]] = []
+        events: list[tuple[bytes, Event]] = []
         for item in raw:
             event, failure = _decode(item)
             if failure is not None:
@@ -246,7 +246,7 @@ class Drainer:
             chunk = chunks.pop(0)
             try:
                 with self.engine.begin() as conn:
-                    _write(conn, [event for _, event in chunk])
+                    write(conn, [event for _, event in chunk])
                 attempt = 0
             except BaseTimeoutException:
                 raise  # RQ's job timeout: not this event's fault
@@ -333,34 +333,41 @@ class _LeaseKeeper(threading.Thread):
         self.join()
 
 
-def _decode(item: bytes) -> tuple[dict[str, Any], None] | tuple[None, Failure]:
+def _decode(item: bytes) -> tuple[Event, None] | tuple[None, Failure]:
     site, _ = envelope(item)
     try:
-        event = json.loads(item)
+        parsed = json.loads(item)
     except Exception as exc:  # not JSON, not UTF-8, or too deep (RecursionError)
         return None, Failure(item, deadletters.UNDECODABLE, deadletters.describe(exc), site or "")
-    if not isinstance(event, dict) or event.get("kind") not in _ROW_MAKERS:
-        kind = event.get("kind") if isinstance(event, dict) else None
-        error = f"not an event of a known kind: {str(kind)[:100]!r}"
-        return None, Failure(item, deadletters.NOT_AN_EVENT, error, site or "")
-    return event, None
+    try:
+        return from_json(parsed), None
+    except UnknownKind as exc:
+        return None, Failure(item, deadletters.NOT_AN_EVENT, str(exc), site or "")
+    except WireError as exc:  # a known kind without a field its version requires
+        return None, Failure(
+            item,
+            deadletters.INVALID_EVENT,
+            deadletters.describe(exc),
+            str(parsed.get("site") or ""),
+            str(parsed.get("kind") or ""),
+            _claims_of(parsed),
+        )
 
 
-def _failure(item: bytes, event: dict[str, Any], exc: Exception) -> Failure:
+def _claims_of(parsed: dict[str, Any]) -> dict[str, str]:
+    claims = parsed.get("claims")
+    claims = claims if isinstance(claims, dict) else {}
+    return {k: v for k, v in claims.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _failure(item: bytes, event: Event, exc: Exception) -> Failure:
     reason = (
         deadletters.REFUSED_BY_DATABASE
         if isinstance(exc, DBAPIError)
         else deadletters.INVALID_EVENT
     )
-    claims = event.get("claims")
-    claims = claims if isinstance(claims, dict) else {}
     return Failure(
-        item,
-        reason,
-        deadletters.describe(exc),
-        str(event.get("site") or ""),
-        str(event.get("kind") or ""),
-        {k: v for k, v in claims.items() if isinstance(k, str) and isinstance(v, str)},
+        item, reason, deadletters.describe(exc), event.site, event.kind, dict(event.claims)
     )
 
 
@@ -382,140 +389,6 @@ def _trim_args(token: str, raw: list[bytes], failures: list[Failure]) -> dict[st
         args += f.claims.values()
     keys = [BUFFER_KEY, LEASE_KEY, SITE_BYTES_KEY, TOTAL_BYTES_KEY, deadletters.DEAD_LETTER_KEY]
     return {"keys": keys + claim_keys, "args": args}
-
-
-def _write(conn: Any, events: list[dict[str, Any]]) -> None:
-    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _ROW_MAKERS}
-    for event in events:
-        by_kind[event["kind"]].append(event)
-    store.insert_ignoring_duplicates(
-        conn,
-        store.sessions,
-        [_session_row(e) for e in by_kind["session"]],
-        ["site_id", "session_id"],
-    )
-    store.record_verifications(conn, [_verification_row(e) for e in by_kind["verification"]])
-    store.upsert_customers(conn, [_customer_row(e) for e in by_kind["customer"]])
-    rows = _conversion_rows(conn, by_kind["conversion"])
-    store.insert_ignoring_duplicates(
-        conn,
-        store.conversions,
-        [r for r in rows if r["status"] is None],
-        ["site_id", "dedup_key"],
-    )
-    for row in rows:
-        if row["status"] is not None:
-            store.upsert_order(conn, row)
-
-
-def _session_row(event: dict[str, Any]) -> dict[str, Any]:
-    d = event["data"]
-    return {
-        "site_id": event["site"],
-        "session_id": d["sessionId"],
-        "visitor_id": d["visitorId"],
-        "click_id": d.get("clickId") or None,
-        "url": d.get("url"),
-        "referrer": d.get("referrer") or None,
-        "user_agent": d.get("userAgent"),
-        "bot": bool(d.get("bot")),
-        "created_at": event["receivedAt"],
-    }
-
-
-def _verification_row(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "site_id": event["site"],
-        "session_id": event["data"]["sessionId"],
-        "verified_at": event["receivedAt"],
-    }
-
-
-def _customer_row(event: dict[str, Any]) -> dict[str, Any]:
-    d = event["data"]
-    return {
-        "site_id": event["site"],
-        "external_id": d["externalId"],
-        "name": d["name"],
-        "email": d.get("email"),
-        "avatar": d.get("avatar"),
-        "click_id": d.get("clickId") or None,
-        "created_at": event["receivedAt"],
-    }
-
-
-def _conversion_rows(conn: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for conversion events, attributed with one touches query per site."""
-    by_site: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        d = event["data"]
-        if not d.get("clickId") and d.get("clickFromCustomer"):
-            d["clickId"] = store.customer_click(conn, event["site"], d["clickFromCustomer"])
-        by_site.setdefault(event["site"], []).append(event)
-    rows = []
-    for site_id, site_events in by_site.items():
-        window = store.site_settings(conn, site_id).attribution_window_days
-        data = [e["data"] for e in site_events]
-        candidates = touches(
-            conn,
-            site_id,
-            start=min(window_start(d["occurredAt"], window) for d in data),
-            end=max(d["occurredAt"] for d in data),
-            visitors={d["visitorId"] for d in data if d.get("visitorId")},
-            clicks={d["clickId"] for d in data if d.get("clickId")},
-        )
-        for event in site_events:
-            d = event["data"]
-            attribution = attribute_from(
-                candidates,
-                window,
-                d["occurredAt"],
-                d.get("visitorId"),
-                d.get("sessionId"),
-                d.get("clickId"),
-            )
-            rows.append(_conversion_row(event, attribution))
-    return rows
-
-
-def _conversion_row(event: dict[str, Any], attribution: dict[str, Any]) -> dict[str, Any]:
-    d = event["data"]
-    return {
-        "site_id": event["site"],
-        "dedup_key": d["dedupKey"],
-        "kind": d["kind"],
-        "source": d["source"],
-        "name": d["name"],
-        "visitor_id": d.get("visitorId"),
-        "session_id": d.get("sessionId"),
-        "click_id": d.get("clickId"),
-        "customer_id": d.get("customerId"),
-        "order_id": d.get("orderId"),
-        "value": d.get("value"),
-        "refunded": d.get("refunded") or 0,
-        "currency": d.get("currency"),
-        "status": d.get("status"),
-        "state_version": d.get("stateVersion"),
-        "details": _json(d.get("details")),
-        "metadata": _json(d.get("metadata")),
-        "fingerprint": _json(d.get("fingerprint")),
-        "attribution": _json(attribution),
-        "url": d.get("url"),
-        "occurred_at": d["occurredAt"],
-        "received_at": event["receivedAt"],
-        "updated_at": event["receivedAt"],
-    }
-
-
-def _json(value: Any) -> str | None:
-    return (
-        json.dumps(value, separators=(",", ":"), allow_nan=False, default=json_default)
-        if value
-        else None
-    )
-
-
-_ROW_MAKERS = ("session", "verification", "customer", "conversion")
 
 
 def _queue_name() -> str:

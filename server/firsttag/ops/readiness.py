@@ -16,7 +16,8 @@ from redis import Redis
 from sqlalchemy import Engine
 
 from firsttag.events import deadletters
-from firsttag.events.buffer import BUFFER_KEY, TOTAL_BYTES_KEY, envelope
+from firsttag.events.buffer import BUFFER_KEY, TOTAL_BYTES_KEY
+from firsttag.events.wire import envelope
 
 HEARTBEAT_KEY = "firsttag:worker-heartbeat"
 # A heartbeat older than this is gone: it says nothing about a worker any more.

@@ -20,7 +20,9 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from firsttag import conversions, schemas, store
+from firsttag.admission import conversion_event
 from firsttag.bots import is_bot
+from firsttag.events import wire
 from firsttag.sites import Site
 from firsttag.web.app import services
 from firsttag.web.errors import APIError, field_error
@@ -105,20 +107,16 @@ def register_session() -> Any:
     site = _publishable_site(body.siteKey, "siteKey")
     s = services()
     session_key = s.session_keys.issue(site.id, body.sessionId)
-    s.buffer.push(
-        "session",
-        site.id,
-        store.utcnow(),
-        {
-            "sessionId": body.sessionId,
-            "visitorId": body.visitorId,
-            "clickId": body.clickId,
-            "url": body.url,
-            "referrer": body.referrer,
-            "userAgent": request.headers.get("User-Agent", "")[:512] or None,
-            "bot": is_bot(request.headers.get("User-Agent"), body.webdriver),
-        },
+    session = wire.Session(
+        session_id=body.sessionId,
+        visitor_id=body.visitorId,
+        click_id=body.clickId,
+        url=body.url,
+        referrer=body.referrer,
+        user_agent=request.headers.get("User-Agent", "")[:512] or None,
+        bot=is_bot(request.headers.get("User-Agent"), body.webdriver),
     )
+    s.buffer.push(wire.Event(site.id, store.utcnow(), session))
     return {"sessionKey": session_key, "sessionId": body.sessionId, "visitorId": body.visitorId}
 
 
@@ -142,7 +140,7 @@ def convert_session() -> Any:
     opened = s.session_keys.open(body.sessionKey)
     if opened is None or opened[0] != site.id:
         raise APIError(404, "session_not_found", "no session found for this sessionKey")
-    s.buffer.push("verification", site.id, store.utcnow(), {"sessionId": opened[1]})
+    s.buffer.push(wire.Event(site.id, store.utcnow(), wire.Verification(opened[1])))
     return {"success": True}
 
 
@@ -167,7 +165,7 @@ def beacon() -> Any:
     received_at = store.utcnow()
     outcome = conversions.from_beacon(body, session_id, received_at)
     # The tag's ID makes a re-send identical, so the store's unique key is all it needs.
-    s.buffer.push("conversion", site.id, received_at, outcome.row)
+    s.buffer.push(conversion_event(site.id, outcome, received_at))
     return {"accepted": True, "id": body.id}, 202
 
 

@@ -1,26 +1,24 @@
 """Server-side tracking endpoints (secret key): orders, leads, sales, conversions, batches.
 
-Every endpoint runs the same path: validate → turn into an :class:`Outcome` → admit it
-under its idempotency key (new, update, duplicate, stale or conflict) → append to the
-Redis buffer together with its claim. ``?validate=1`` stops before anything is claimed or
-queued and answers what would happen, with an attribution dry run.
+Every endpoint runs the same path: authenticate, validate, turn into an :class:`Outcome`
+(:mod:`firsttag.conversions`), hand it to :mod:`firsttag.admission` (new, update,
+duplicate, stale or conflict; appended to the buffer with its claim) and answer.
+``?validate=1`` asks admission for a dry run instead: nothing is claimed or queued.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, request
 from redis.exceptions import RedisError
 
-from firsttag import conversions, schemas, store
-from firsttag.analytics.attribution import attribute
-from firsttag.conversions import Decision, Outcome
+from firsttag import schemas, store
+from firsttag.admission import Admission
 from firsttag.endpoints import SERVER_KINDS, Batch, Endpoint, server_kind
-from firsttag.events.buffer import BacklogFull, encode
+from firsttag.events.buffer import BacklogFull
+from firsttag.events.wire import data_of
 from firsttag.sites import Site
 from firsttag.web.app import services
 from firsttag.web.errors import APIError
@@ -29,9 +27,6 @@ from firsttag.web.requests import json_body, secret_site
 
 bp = Blueprint("tracking", __name__)
 
-WAIT_SECONDS = 10.0
-WAIT_FIRST_POLL_S = 0.01
-WAIT_MAX_POLL_S = 0.5
 BATCH_MAX_BYTES = 1024 * 1024
 
 
@@ -45,10 +40,12 @@ def _handle(kind: str, data: Any, site: Site, validate: bool) -> tuple[dict[str,
     body = schemas.parse(endpoint.payload, data)
     received_at = store.utcnow()
     outcome = endpoint.maker(body, received_at)
+    s = services()
+    admission = Admission(s.buffer, s.engine)
     if (
         endpoint.customer_must_exist
         and outcome.click_from_customer
-        and not _customer_known(site, outcome.click_from_customer)
+        and not admission.customer_known(site.id, outcome.click_from_customer)
     ):
         raise APIError(
             404,
@@ -57,8 +54,8 @@ def _handle(kind: str, data: Any, site: Site, validate: bool) -> tuple[dict[str,
             [{"field": "customerExternalId", "message": "no such customer"}],
         )
     if validate:
-        return _dry_run(site, outcome), 200
-    decision = _admit(site, outcome, received_at)
+        return admission.dry_run(site, outcome), 200
+    decision = admission.admit(site.id, outcome, received_at)
     if decision.verdict == "conflict":
         raise APIError(
             409,
@@ -77,123 +74,17 @@ def _handle(kind: str, data: Any, site: Site, validate: bool) -> tuple[dict[str,
             answer.update(stale=True)  # older than the state already recorded: ignored
         return answer, 200
     answer.update(duplicate=False, updated=decision.verdict == "update")
-    if outcome.customer:
-        answer["customer"] = outcome.customer
+    if outcome.customer is not None:
+        answer["customer"] = data_of(outcome.customer)
     if outcome.wait and outcome.record:
-        with services().waits.hold(site.id) as free:
+        with s.waits.hold(site.id) as free:
             # No free slot: answer at once, as a wait that ran out of time would.
-            stored = _wait_for(site, outcome.dedup_key) if free else None
+            stored = admission.stored_within(site.id, outcome.dedup_key) if free else None
         if stored is None:
             answer["pending"] = True  # durably queued; the worker has not caught up yet
             return answer, 202
         answer["conversion"] = stored
     return answer, 200
-
-
-def _claim_key(site: Site, key: str) -> str:
-    return f"{site.id}:{key}"
-
-
-def _customer_known(site: Site, external_id: str) -> bool:
-    s = services()
-    return s.buffer.claim(
-        _claim_key(site, f"customer:{external_id}")
-    ) is not None or store.customer_exists(s.engine, site.id, external_id)
-
-
-def _stored_prior(site: Site, outcome: Outcome) -> dict[str, Any] | None:
-    engine = services().engine
-    if outcome.dedup_key.startswith("customer:"):  # a deferred lead
-        external_id = outcome.dedup_key.removeprefix("customer:")
-        if not store.customer_exists(engine, site.id, external_id):
-            return None
-        with engine.connect() as conn:
-            return {"fields": {"clickId": store.customer_click(conn, site.id, external_id)}}
-    return store.find_conversion(engine, site.id, outcome.dedup_key)
-
-
-def _admit(site: Site, outcome: Outcome, received_at: str) -> Decision:
-    events = []
-    claims = {}
-    if outcome.customer:
-        events.append(encode("customer", site.id, received_at, outcome.customer))
-        if outcome.record:  # a deferred lead's own claim is the customer's
-            customer_claim = {
-                "fields": {"clickId": outcome.customer["clickId"]},
-                "firstReceivedAt": received_at,
-            }
-            claims[_claim_key(site, f"customer:{outcome.customer['externalId']}")] = json.dumps(
-                customer_claim
-            )
-    if outcome.record:
-        events.append(conversion_event(site.id, outcome, received_at))
-
-    def decide(prior: dict[str, Any] | None) -> tuple[Decision, dict[str, Any] | None]:
-        if prior is None:
-            prior = _stored_prior(site, outcome)
-        decision = conversions.judge(outcome, prior)
-        if decision.verdict in ("new", "update"):
-            return decision, conversions.claim_for(outcome, decision, received_at)
-        return decision, None
-
-    return services().buffer.push_claimed(
-        site.id, _claim_key(site, outcome.dedup_key), decide, events, claims
-    )
-
-
-def conversion_event(site_id: str, outcome: Outcome, received_at: str) -> str:
-    """The buffer event that stores ``outcome``."""
-    row = dict(
-        outcome.row, fingerprint=outcome.fields, clickFromCustomer=outcome.click_from_customer
-    )
-    return encode("conversion", site_id, received_at, row)
-
-
-def _dry_run(site: Site, outcome: Outcome) -> dict[str, Any]:
-    s = services()
-    prior = s.buffer.claim(_claim_key(site, outcome.dedup_key)) or _stored_prior(site, outcome)
-    decision = conversions.judge(outcome, prior)
-    result: dict[str, Any] = {
-        "valid": True,
-        "stored": False,
-        "id": outcome.dedup_key,
-        "wouldBe": decision.verdict,
-    }
-    if decision.differing:
-        result["differing"] = decision.differing
-    if outcome.record:
-        row = outcome.row
-        with s.engine.connect() as conn:
-            click = row.get("clickId")
-            if not click and outcome.click_from_customer:
-                click = store.customer_click(conn, site.id, outcome.click_from_customer)
-            result["attribution"] = attribute(
-                conn,
-                site.id,
-                site.settings.attribution_window_days,
-                row["occurredAt"],
-                visitor_id=row.get("visitorId"),
-                session_id=row.get("sessionId"),
-                click_id=click,
-            )
-    return result
-
-
-def _wait_for(site: Site, key: str) -> dict[str, Any] | None:
-    # The worker usually stores within a few ms: poll soon, then back off, so a slow
-    # worker costs a couple of dozen queries per wait, not two hundred.
-    engine = services().engine
-    deadline = time.monotonic() + WAIT_SECONDS
-    pause = WAIT_FIRST_POLL_S
-    while True:
-        found = store.conversion_by_key(engine, site.id, key)
-        if found is not None:
-            return found
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, WAIT_MAX_POLL_S)
 
 
 def _endpoint(endpoint: Endpoint) -> Callable[[], Any]:

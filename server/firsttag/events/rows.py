@@ -1,0 +1,148 @@
+"""Events to rows: the one place where the wire's records become the store's snake_case rows.
+
+Used by the drain (:mod:`firsttag.events.drain`) inside one transaction per batch. Values
+are taken as the event carries them: a value the database refuses (a NULL where a column
+requires one, a date that does not parse) fails here, and the drain makes that one event
+a dead letter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from firsttag import store
+from firsttag.analytics.attribution import attribute_from, touches, window_start
+from firsttag.bounds import json_default
+from firsttag.events.wire import Conversion, Customer, Event, Session, Verification
+
+
+def write(conn: Any, events: list[Event]) -> None:
+    """Write ``events`` on ``conn`` with idempotent inserts (a replayed event is a no-op).
+
+    Customers are written before conversions, so a lead's conversion in the same batch
+    finds the click of its customer.
+    """
+    store.insert_ignoring_duplicates(
+        conn,
+        store.sessions,
+        [session_row(e, e.body) for e in events if isinstance(e.body, Session)],
+        ["site_id", "session_id"],
+    )
+    store.record_verifications(
+        conn, [verification_row(e, e.body) for e in events if isinstance(e.body, Verification)]
+    )
+    store.upsert_customers(
+        conn, [customer_row(e, e.body) for e in events if isinstance(e.body, Customer)]
+    )
+    rows = conversion_rows(conn, [e for e in events if isinstance(e.body, Conversion)])
+    store.insert_ignoring_duplicates(
+        conn,
+        store.conversions,
+        [r for r in rows if r["status"] is None],
+        ["site_id", "dedup_key"],
+    )
+    for row in rows:
+        if row["status"] is not None:
+            store.upsert_order(conn, row)
+
+
+def session_row(event: Event, s: Session) -> dict[str, Any]:
+    """The ``sessions`` row of a session event."""
+    return {
+        "site_id": event.site,
+        "session_id": s.session_id,
+        "visitor_id": s.visitor_id,
+        "click_id": s.click_id or None,
+        "url": s.url,
+        "referrer": s.referrer or None,
+        "user_agent": s.user_agent,
+        "bot": bool(s.bot),
+        "created_at": event.received_at,
+    }
+
+
+def verification_row(event: Event, v: Verification) -> dict[str, Any]:
+    """The verification of a session (the first time is kept by the store)."""
+    return {"site_id": event.site, "session_id": v.session_id, "verified_at": event.received_at}
+
+
+def customer_row(event: Event, c: Customer) -> dict[str, Any]:
+    """The ``customers`` row of a customer event."""
+    return {
+        "site_id": event.site,
+        "external_id": c.external_id,
+        "name": c.name,
+        "email": c.email,
+        "avatar": c.avatar,
+        "click_id": c.click_id or None,
+        "created_at": event.received_at,
+    }
+
+
+def conversion_rows(conn: Any, events: list[Event]) -> list[dict[str, Any]]:
+    """Rows for conversion events, attributed with one touches query per site."""
+    by_site: dict[str, list[tuple[Event, Conversion, str | None]]] = {}
+    for event in events:
+        c = event.body
+        assert isinstance(c, Conversion)
+        click = c.click_id
+        if not click and c.click_from_customer:
+            click = store.customer_click(conn, event.site, c.click_from_customer)
+        by_site.setdefault(event.site, []).append((event, c, click))
+    rows = []
+    for site_id, site_events in by_site.items():
+        window = store.site_settings(conn, site_id).attribution_window_days
+        candidates = touches(
+            conn,
+            site_id,
+            start=min(window_start(c.occurred_at, window) for _, c, _ in site_events),
+            end=max(c.occurred_at for _, c, _ in site_events),
+            visitors={c.visitor_id for _, c, _ in site_events if c.visitor_id},
+            clicks={click for _, _, click in site_events if click},
+        )
+        for event, c, click in site_events:
+            attribution = attribute_from(
+                candidates, window, c.occurred_at, c.visitor_id, c.session_id, click
+            )
+            rows.append(conversion_row(event, c, click, attribution))
+    return rows
+
+
+def conversion_row(
+    event: Event, c: Conversion, click_id: str | None, attribution: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``conversions`` row of a conversion event, with its click and attribution."""
+    return {
+        "site_id": event.site,
+        "dedup_key": c.dedup_key,
+        "kind": c.kind,
+        "source": c.source,
+        "name": c.name,
+        "visitor_id": c.visitor_id,
+        "session_id": c.session_id,
+        "click_id": click_id,
+        "customer_id": c.customer_id,
+        "order_id": c.order_id,
+        "value": c.value,
+        "refunded": c.refunded or 0,
+        "currency": c.currency,
+        "status": c.status,
+        "state_version": c.state_version,
+        "details": _json(c.details),
+        "metadata": _json(c.metadata),
+        "fingerprint": _json(c.fingerprint),
+        "attribution": _json(attribution),
+        "url": c.url,
+        "occurred_at": c.occurred_at,
+        "received_at": event.received_at,
+        "updated_at": event.received_at,
+    }
+
+
+def _json(value: Any) -> str | None:
+    return (
+        json.dumps(value, separators=(",", ":"), allow_nan=False, default=json_default)
+        if value
+        else None
+    )
