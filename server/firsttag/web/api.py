@@ -22,7 +22,7 @@ from flask import Blueprint, Response, g, request
 from firsttag import conversions, schemas, store
 from firsttag.bots import is_bot
 from firsttag.sites import Site
-from firsttag.web.app import services
+from firsttag.web.context import services
 from firsttag.web.errors import APIError, field_error
 from firsttag.web.ratelimit import charge_client, charge_site
 from firsttag.web.requests import bearer, int_arg, json_body, secret_site

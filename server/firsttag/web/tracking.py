@@ -22,7 +22,7 @@ from firsttag.analytics.attribution import attribute
 from firsttag.conversions import Decision, Outcome
 from firsttag.events.buffer import BacklogFull, encode
 from firsttag.sites import Site
-from firsttag.web.app import services
+from firsttag.web.context import services
 from firsttag.web.errors import APIError
 from firsttag.web.ratelimit import charge_site
 from firsttag.web.requests import json_body, secret_site
