@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from firsttag import money, schemas
 from firsttag.bounds import json_default
+from firsttag.schemas import lead_key
 
 #: A status later in this list wins a tie between two updates with the same time.
 _STATUS_RANK = {
@@ -191,11 +192,6 @@ def _customer(
         "avatar": avatar,
         "clickId": click_id or None,
     }
-
-
-def lead_key(customer_id: str, event_name: str) -> str:
-    """A lead is counted once per customer and event name."""
-    return "lead:" + json.dumps([customer_id, event_name], separators=(",", ":"))
 
 
 def from_lead(body: schemas.TrackLead, received_at: str) -> Outcome:

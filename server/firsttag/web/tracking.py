@@ -23,7 +23,7 @@ from firsttag.conversions import Decision, Outcome
 from firsttag.events.buffer import BacklogFull, encode
 from firsttag.sites import Site
 from firsttag.web.context import services
-from firsttag.web.errors import APIError
+from firsttag.web.errors import APIError, payload_error
 from firsttag.web.ratelimit import charge_site
 from firsttag.web.requests import json_body, secret_site
 
@@ -236,7 +236,8 @@ def batch() -> Any:
         result: dict[str, Any] = {"index": index}
         try:
             answer, status = _handle(item.type, item.data, site, validate)
-        except APIError as err:
+        except (APIError, schemas.InvalidPayload) as exc:
+            err = payload_error(exc) if isinstance(exc, schemas.InvalidPayload) else exc
             result.update(status="rejected", httpStatus=err.status, error=err.body()["error"])
         except BacklogFull:
             result.update(
