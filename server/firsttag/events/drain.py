@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from firsttag import store
+from firsttag import sites, store
 from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.config import Config
 from firsttag.events import deadletters
@@ -454,7 +454,7 @@ def _conversion_rows(conn: Any, events: list[dict[str, Any]]) -> list[dict[str, 
         by_site.setdefault(event["site"], []).append(event)
     rows = []
     for site_id, site_events in by_site.items():
-        window = store.site_settings(conn, site_id).attribution_window_days
+        window = sites.site_settings(conn, site_id).attribution_window_days
         data = [e["data"] for e in site_events]
         candidates = touches(
             conn,
