@@ -50,7 +50,7 @@ from firsttag.events.buffer import (
     envelope,
     json_default,
 )
-from firsttag.ops.readiness import beat, store_writable
+from firsttag.events.readiness import beat, store_writable
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 
 from firsttag import conversions, schemas, store
+from firsttag.apispec.openapi import document
 from firsttag.bots import is_bot
 from firsttag.sites import Site
 from firsttag.web.context import services
@@ -203,6 +204,4 @@ def list_conversions() -> Any:
 @bp.get("/openapi.json")
 def openapi() -> Any:
     """The OpenAPI document, generated from :mod:`firsttag.schemas`."""
-    from firsttag.apispec.openapi import document
-
     return document()

@@ -16,9 +16,9 @@ from sqlalchemy import text
 from firsttag import store
 from firsttag.config import Config
 from firsttag.events.buffer import EventBuffer
+from firsttag.events.readiness import report
 from firsttag.identity import SessionKeys
 from firsttag.limiter import RateLimiter
-from firsttag.ops.readiness import report
 from firsttag.sites import SiteDirectory
 from firsttag.tag.render import TagCache
 from firsttag.web import analytics, api, errors, gtm, install, tags, tracking
@@ -103,7 +103,7 @@ def _healthz() -> Any:
 def _readyz() -> Any:
     """Whether events are being stored: Redis, store, worker heartbeat, backlog, dead letters.
 
-    200 when they are, 503 naming the failing checks when not (see :mod:`firsttag.ops.readiness`).
+    200 when they are, 503 naming the failing checks (see :mod:`firsttag.events.readiness`).
     """
     s = services()
     body, ready = report(s.redis, s.engine, s.config.ready_heartbeat_s, s.config.ready_event_age_s)
