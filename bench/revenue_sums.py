@@ -1,9 +1,10 @@
 """Time the funnel and time series over many sales at the largest value, and check the sums.
 
 Inserts N sales of ``money.MAX_MINOR_UNITS`` EUR (one in ten reported by a browser, on a site
-that counts browser revenue) into a fresh store, then times :func:`firsttag.analytics.views.funnel`
-and :func:`firsttag.analytics.views.timeseries` (best of 3) and checks the revenue is exactly
-N × MAX_MINOR_UNITS, past the 2**63 where a 64-bit SUM overflows.
+that counts browser revenue) into a fresh store, then times
+:func:`firsttag.analytics.queries.funnel` and :func:`firsttag.analytics.queries.timeseries`
+(best of 3) and checks the revenue is exactly N × MAX_MINOR_UNITS, past the 2**63 where a
+64-bit SUM overflows.
 
 Usage: python bench/revenue_sums.py [N] [DATABASE_URL]
 (default: 100000 rows, a SQLite file in a temporary directory). A PostgreSQL URL's tables are
@@ -18,7 +19,7 @@ import time
 from datetime import UTC, datetime
 
 from firsttag import money, store
-from firsttag.analytics import views as analytics
+from firsttag.analytics import queries as analytics
 from firsttag.sites import Settings, create_site
 from sqlalchemy import create_engine, insert
 

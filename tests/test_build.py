@@ -32,7 +32,7 @@ def run(config, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_build_matches_the_server_and_is_reproducible(tmp_path, config, site):
-    from firsttag.tag.views import TAG_BUDGET_GZIP
+    from firsttag.tag.render import TAG_BUDGET_GZIP
 
     env_dir = str(config.data_dir)
     first = run(

@@ -24,9 +24,9 @@ from firsttag.events.buffer import (
     TOTAL_BYTES_KEY,
     EventBuffer,
 )
-from firsttag.events.wire import encode
 from firsttag.sites import create_site
 from firsttag.web.app import create_app
+from firsttag.wire import encode
 from redis import Redis
 from sqlalchemy import func, select, text
 

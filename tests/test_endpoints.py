@@ -46,4 +46,3 @@ def test_openapi_lists_each_endpoints_auth_and_success_codes(client):
             assert str(code) in op["responses"], (endpoint.path, code)
         if endpoint.auth == "secret":
             assert op["security"] == [{"secretKey": []}]
-

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 from firsttag.sites import create_site
+from firsttag.tag.install import install_link
 from firsttag.web.app import create_app
-from firsttag.web.install import install_link
 
 
 def test_install_page_by_signed_link_shows_everything_but_the_secret(client, config, engine):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from firsttag import store
-from firsttag.events import deadletters, wire
+from firsttag import store, wire
+from firsttag.events import deadletters
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY, EventBuffer
 from firsttag.events.drain import Drainer
 from redis import Redis

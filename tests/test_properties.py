@@ -11,8 +11,8 @@ from firsttag.admission import conversion_event
 from firsttag.conversions import from_order
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY
 from firsttag.events.drain import Drainer
-from firsttag.events.wire import encode
 from firsttag.sites import ORDER_STATUSES
+from firsttag.wire import encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis

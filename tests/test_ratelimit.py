@@ -11,8 +11,8 @@ import requests
 from firsttag.config import Config
 from firsttag.events.buffer import BUFFER_KEY
 from firsttag.sites import create_site, update_settings
+from firsttag.tag.install import install_link
 from firsttag.web.app import create_app
-from firsttag.web.install import install_link
 from redis import Redis
 
 from tests.support import wait_until

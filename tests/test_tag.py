@@ -135,7 +135,7 @@ def test_a_settings_change_replaces_the_cached_tag_and_its_etag(client, engine, 
 
 def test_the_cache_keeps_at_most_its_number_of_sites(engine):
     from firsttag.sites import create_site
-    from firsttag.tag.views import TagCache, render_tag
+    from firsttag.tag.render import TagCache, render_tag
 
     cache = TagCache(PUBLIC, max_sites=2)
     a, b, c = (create_site(engine, n, ["https://shop.example"])[0] for n in "abc")
@@ -155,7 +155,7 @@ def test_tag_stays_within_its_gzip_budget_with_a_long_host(tmp_path, config):
     import gzip
 
     from firsttag.sites import Settings, Site
-    from firsttag.tag.views import TAG_BUDGET_GZIP, render_tag
+    from firsttag.tag.render import TAG_BUDGET_GZIP, render_tag
 
     site = Site(
         "st_0123456789ab",
@@ -213,7 +213,7 @@ def test_bad_site_settings_are_refused(engine, site):
 
 def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
     from firsttag.sites import create_site
-    from firsttag.tag.views import _minified_tag, render_tag
+    from firsttag.tag.render import _minified_tag, render_tag
 
     _minified_tag()
     before = _minified_tag.cache_info().misses
@@ -225,7 +225,7 @@ def test_the_minifier_runs_once_per_tag_version_not_per_site_or_url(engine):
 
 
 def test_the_committed_minified_tag_is_built_from_the_current_source():
-    from firsttag.tag.views import MINIFIED_NAME, SOURCE_NAME, read_minified, templates_dir
+    from firsttag.tag.render import MINIFIED_NAME, SOURCE_NAME, read_minified, templates_dir
     from firsttag_build.tagmin import provenance
 
     source = (templates_dir() / SOURCE_NAME).read_text()
@@ -314,7 +314,7 @@ def test_the_one_statement_check_catches_golfed_lines(golfed):
 
 
 def test_the_tag_source_has_one_statement_a_line():
-    from firsttag.tag.views import SOURCE_NAME, templates_dir
+    from firsttag.tag.render import SOURCE_NAME, templates_dir
 
     source = (templates_dir() / SOURCE_NAME).read_text()
     assert golfed_lines(source) == []

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from firsttag import store
-from firsttag.events import wire
+from firsttag import store, wire
 from firsttag.events.buffer import EventBuffer
 from redis import Redis
 from sqlalchemy import func, select

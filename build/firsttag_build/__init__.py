@@ -21,7 +21,7 @@ from typing import Any
 import brotli
 from firsttag.sites import Site
 from firsttag.tag import gtm
-from firsttag.tag.views import TAG_BUDGET_GZIP, render_tag
+from firsttag.tag.render import TAG_BUDGET_GZIP, render_tag
 
 
 @dataclass(frozen=True)

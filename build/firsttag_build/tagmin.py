@@ -15,7 +15,7 @@ import hashlib
 import subprocess
 import sys
 
-from firsttag.tag.views import MINIFIED_NAME, SOURCE_NAME, templates_dir
+from firsttag.tag.render import MINIFIED_NAME, SOURCE_NAME, templates_dir
 
 #: Pinned: another terser version may print other bytes, which the freshness test would
 #: then report as stale until they are committed.

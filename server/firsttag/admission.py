@@ -31,8 +31,8 @@ from firsttag import store
 from firsttag.analytics.attribution import attribute
 from firsttag.conversions import Outcome
 from firsttag.events.buffer import EventBuffer
-from firsttag.events.wire import Event, encode
 from firsttag.sites import Site
+from firsttag.wire import Event, encode
 
 CLAIM_PREFIX = "firsttag:claim:"
 

@@ -7,7 +7,7 @@ conversion, browser beacon) is turned into an ``Outcome`` with:
 * a fingerprint (``fields``) — what a re-send must repeat, else it is a 409 conflict;
 * for orders, a ``state`` (status, refunded) and a sortable ``version`` — an update with an
   older version never replaces a newer one;
-* the :class:`~firsttag.events.wire.Conversion` the worker stores, and an optional
+* the :class:`~firsttag.wire.Conversion` the worker stores, and an optional
   customer to create first.
 
 Whether an outcome is new, a duplicate, a newer version or a conflict is decided in
@@ -23,7 +23,8 @@ from typing import Any
 
 from firsttag import money, schemas
 from firsttag.bounds import json_default
-from firsttag.events.wire import Conversion, Customer
+from firsttag.schemas import lead_key
+from firsttag.wire import Conversion, Customer
 
 #: A status later in this list wins a tie between two updates with the same time.
 _STATUS_RANK = {
@@ -127,11 +128,6 @@ def _customer(
     external_id: str, name: str | None, email: str | None, avatar: str | None, click_id: str | None
 ) -> Customer:
     return Customer(external_id, name or generated_name(), email, avatar, click_id or None)
-
-
-def lead_key(customer_id: str, event_name: str) -> str:
-    """A lead is counted once per customer and event name."""
-    return "lead:" + json.dumps([customer_id, event_name], separators=(",", ":"))
 
 
 def from_lead(body: schemas.TrackLead, received_at: str) -> Outcome:

@@ -9,6 +9,7 @@ wants to hear about.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -24,7 +25,6 @@ from pydantic import (
 
 from firsttag import bounds, money, store
 from firsttag.sites import DEFAULT_MAX_BROWSER_VALUE
-from firsttag.web.errors import APIError
 
 # Identifiers made by the tag: 32 hex characters, but accept any URL-safe token so that
 # sites migrating from other tags keep their existing IDs.
@@ -49,6 +49,15 @@ SiteKey = Annotated[str, Field(min_length=1, max_length=64)]
 METADATA_MAX_CHARS = 10_000
 # The store's dedup_key column; a lead's key holds its customer ID and event name.
 DEDUP_KEY_MAX = 512
+
+
+def lead_key(customer_id: str, event_name: str) -> str:
+    """A lead is counted once per customer and event name.
+
+    Defined here, where a lead is refused when its key would not fit the store, and used
+    by :mod:`firsttag.conversions` as the lead's idempotency key.
+    """
+    return "lead:" + json.dumps([customer_id, event_name], separators=(",", ":"))
 
 
 def _timestamp(value: str) -> str:
@@ -223,8 +232,6 @@ class TrackLead(_Payload):
 
     def cross_check(self) -> list[dict[str, str]]:
         """The lead's idempotency key (customer ID and event name) must fit the store."""
-        from firsttag.conversions import lead_key  # conversions imports this module
-
         if len(lead_key(self.customerExternalId, self.eventName)) > DEDUP_KEY_MAX:
             message = "with customerExternalId is too long for a lead's key (escaped as JSON)"
             return [{"field": "eventName", "message": message}]
@@ -314,11 +321,26 @@ class ServerConversion(_Payload):
 Model = TypeVar("Model", bound=BaseModel)
 
 
+class InvalidPayload(Exception):
+    """A body that does not fit its model, naming every bad field and why.
+
+    Pure, so that the CLI and the worker can parse too; the web tier answers it as a 400
+    ``{"error": {"code", "message", "fields"}}`` (:mod:`firsttag.web.errors`).
+    """
+
+    def __init__(self, code: str, message: str, fields: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        #: ``invalid_body`` (not a JSON object) or ``invalid_fields``.
+        self.code = code
+        self.message = message
+        #: ``[{"field": dotted path, "message": why}, …]``
+        self.fields = fields
+
+
 def parse(model: type[Model], data: Any) -> Model:
-    """Validate ``data`` against ``model``; raise one 400 listing every bad field."""
+    """Validate ``data`` against ``model``; raise :class:`InvalidPayload` naming each bad field."""
     if not isinstance(data, dict):
-        raise APIError(
-            400,
+        raise InvalidPayload(
             "invalid_body",
             "request body must be a JSON object",
             [{"field": "body", "message": "must be a JSON object"}],
@@ -347,6 +369,6 @@ def _message(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _invalid(fields: list[dict[str, str]]) -> APIError:
+def _invalid(fields: list[dict[str, str]]) -> InvalidPayload:
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return APIError(400, "invalid_fields", summary, fields)
+    return InvalidPayload("invalid_fields", summary, fields)

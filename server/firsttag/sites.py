@@ -145,6 +145,16 @@ class Settings:
         return self
 
 
+def site_settings(conn: Any, site_id: str) -> Settings:
+    """The :class:`Settings` of a site read on ``conn`` (defaults when it has none).
+
+    Here rather than in :mod:`firsttag.store`, which only knows the column: the store
+    module stays below this one and never imports it back.
+    """
+    raw = conn.execute(select(store.sites.c.settings).where(store.sites.c.id == site_id)).scalar()
+    return Settings.from_json(raw)
+
+
 @dataclass(frozen=True)
 class Site:
     """One customer website as the request path sees it (no secret material)."""

@@ -233,14 +233,6 @@ def customer_click(conn: Any, site_id: str, external_id: str) -> str | None:
     ).scalar()
 
 
-def site_settings(conn: Any, site_id: str) -> Any:
-    """The :class:`firsttag.sites.Settings` of a site (defaults when it has none)."""
-    from firsttag.sites import Settings
-
-    raw = conn.execute(select(sites.c.settings).where(sites.c.id == site_id)).scalar()
-    return Settings.from_json(raw)
-
-
 def record_verifications(conn: Any, rows: list[dict[str, Any]]) -> None:
     """Store session verifications, keeping the earliest time when one arrives twice."""
     if not rows:

@@ -1,1 +1,1 @@
-"""Events on their way to the store: the Redis buffer, the drain, dead letters."""
+"""Events on their way to the store: the Redis buffer, the drain, dead letters, readiness."""

@@ -20,7 +20,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
-from firsttag.events.wire import Event, encode
+from firsttag.wire import Event, encode
 
 BUFFER_KEY = "firsttag:buffer"
 LEASE_KEY = "firsttag:drain-lease"

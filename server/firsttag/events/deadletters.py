@@ -22,7 +22,7 @@ from redis import Redis
 from sqlalchemy.exc import DBAPIError
 
 from firsttag.events.buffer import EventBuffer
-from firsttag.events.wire import envelope
+from firsttag.wire import envelope
 
 DEAD_LETTER_KEY = "firsttag:dead-letters"
 # Before the stream, dead letters were bare events in a list; `firsttag failed` moves any

@@ -3,7 +3,7 @@
 A drain job holds the drain lease (see :mod:`firsttag.events.buffer`) and repeats:
 
 1. read the oldest ``batch_size`` events (``LRANGE``, nothing removed yet);
-2. decode them (:mod:`firsttag.events.wire`), write their rows in one transaction of
+2. decode them (:mod:`firsttag.wire`), write their rows in one transaction of
    idempotent inserts (:mod:`firsttag.events.rows`) and COMMIT;
 3. remove them from the buffer (``LTRIM``), but only while it still holds the lease.
 
@@ -48,9 +48,9 @@ from firsttag.events.buffer import (
     TOTAL_BYTES_KEY,
     EventBuffer,
 )
+from firsttag.events.readiness import beat, store_writable
 from firsttag.events.rows import write
-from firsttag.events.wire import Event, UnknownKind, WireError, envelope, from_json
-from firsttag.ops.readiness import beat, store_writable
+from firsttag.wire import Event, UnknownKind, WireError, envelope, from_json
 
 log = logging.getLogger(__name__)
 

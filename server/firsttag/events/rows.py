@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from firsttag import store
+from firsttag import sites, store
 from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.bounds import json_default
-from firsttag.events.wire import Conversion, Customer, Event, Session, Verification
+from firsttag.wire import Conversion, Customer, Event, Session, Verification
 
 
 def write(conn: Any, events: list[Event]) -> None:
@@ -92,7 +92,7 @@ def conversion_rows(conn: Any, events: list[Event]) -> list[dict[str, Any]]:
         by_site.setdefault(event.site, []).append((event, c, click))
     rows = []
     for site_id, site_events in by_site.items():
-        window = store.site_settings(conn, site_id).attribution_window_days
+        window = sites.site_settings(conn, site_id).attribution_window_days
         candidates = touches(
             conn,
             site_id,

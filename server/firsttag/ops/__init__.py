@@ -1,1 +1,1 @@
-"""Running firsttag: the CLI, the supervisor, the embedded Redis, readiness."""
+"""Running firsttag: the CLI, the supervisor, the embedded Redis."""

@@ -198,7 +198,7 @@ def build_command(
 
     from firsttag.config import public_url as checked_url
     from firsttag.sites import list_sites
-    from firsttag.tag.views import TAG_BUDGET_GZIP
+    from firsttag.tag.render import TAG_BUDGET_GZIP
 
     config = _config(data_dir)
     sites = list_sites(store.connect(config.database_url))
@@ -342,8 +342,8 @@ def sites_create(
     """Create a site and print its keys once, as JSON. The secret key is not shown again."""
     from firsttag.config import public_url as checked_url
     from firsttag.sites import Settings, create_site
-    from firsttag.tag.views import snippet
-    from firsttag.web.install import install_link
+    from firsttag.tag.install import install_link
+    from firsttag.tag.render import snippet
 
     config = _config(data_dir)
     given = {k: v for k, v in _settings_changes(options).items() if v is not None}

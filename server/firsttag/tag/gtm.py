@@ -1,6 +1,7 @@
 """Google Tag Manager, three ways: a Custom HTML tag, a Community Template, a container.
 
-All three load this server's tag for one site; the builder writes the same files.
+All three load this server's tag for one site; the builder writes the same files and
+:mod:`firsttag.web.gtm` serves them. Pure: no Flask.
 GTM reads ``{{…}}`` in Custom HTML as a variable reference, so no output may contain it.
 """
 
@@ -9,14 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response
-
 from firsttag.sites import Site
-from firsttag.tag.views import tag_url
-from firsttag.web.app import services
-from firsttag.web.errors import APIError
-
-bp = Blueprint("gtm", __name__, url_prefix="/gtm")
+from firsttag.tag.render import tag_url
 
 ALL_PAGES_TRIGGER = "2147479553"  # GTM's built-in "All Pages" trigger
 TERMS = (
@@ -160,33 +155,3 @@ FILES = {
         lambda site, base: json.dumps(container_json(site, base), indent=2) + "\n",
     ),
 }
-
-
-def _serve(site_id: str, name: str) -> Response:
-    site = services().sites.by_id(site_id)
-    if site is None:
-        raise APIError(404, "unknown_site", "no such site")
-    content_type, render = FILES[name]
-    # The configured URL, never the request's Host: these files are pasted into GTM.
-    response = Response(render(site, services().config.public_url), content_type=content_type)
-    if name != "custom-html.html":
-        response.headers["Content-Disposition"] = f'attachment; filename="firsttag-{name}"'
-    return response
-
-
-@bp.get("/<site_id>/custom-html")
-def custom_html_view(site_id: str) -> Response:
-    """The Custom HTML tag to paste."""
-    return _serve(site_id, "custom-html.html")
-
-
-@bp.get("/<site_id>/template.tpl")
-def template_view(site_id: str) -> Response:
-    """The Community Template file to import."""
-    return _serve(site_id, "template.tpl")
-
-
-@bp.get("/<site_id>/container.json")
-def container_view(site_id: str) -> Response:
-    """The container export to import (merge)."""
-    return _serve(site_id, "container.json")

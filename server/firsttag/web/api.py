@@ -19,12 +19,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from firsttag import conversions, schemas, store
+from firsttag import conversions, schemas, store, wire
 from firsttag.admission import conversion_event
+from firsttag.apispec.openapi import document
 from firsttag.bots import is_bot
-from firsttag.events import wire
 from firsttag.sites import Site
-from firsttag.web.app import services
+from firsttag.web.context import services
 from firsttag.web.errors import APIError, field_error
 from firsttag.web.ratelimit import charge_client, charge_site
 from firsttag.web.requests import bearer, int_arg, json_body, secret_site
@@ -201,6 +201,4 @@ def list_conversions() -> Any:
 @bp.get("/openapi.json")
 def openapi() -> Any:
     """The OpenAPI document, generated from :mod:`firsttag.schemas`."""
-    from firsttag.apispec.openapi import document
-
     return document()

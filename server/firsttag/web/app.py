@@ -1,4 +1,4 @@
-"""The web application: :func:`create_app` and the services its requests share.
+"""The web application: :func:`create_app` registers the blueprints and shared services.
 
 The data path: :mod:`firsttag.tag` (the script a page loads) → :mod:`firsttag.web` (what
 the tag and back ends send) → :mod:`firsttag.events.buffer` (Redis) →
@@ -7,40 +7,25 @@ the tag and back ends send) → :mod:`firsttag.events.buffer` (Redis) →
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response
 from redis import Redis
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from firsttag import store
 from firsttag.config import Config
 from firsttag.events.buffer import EventBuffer
+from firsttag.events.readiness import report
 from firsttag.identity import SessionKeys
+from firsttag.limiter import RateLimiter
 from firsttag.sites import SiteDirectory
-from firsttag.web import errors
+from firsttag.tag.render import TagCache
+from firsttag.web import analytics, api, errors, gtm, install, tags, tracking
+from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
-from firsttag.web.ratelimit import RateLimiter, add_headers
+from firsttag.web.ratelimit import add_headers
 from firsttag.web.waits import WaitSlots
-
-if TYPE_CHECKING:
-    from firsttag.tag.views import TagCache  # imported in create_app: tags imports this package
-
-
-@dataclass
-class Services:
-    """The connection pools and helpers one app instance shares across requests."""
-
-    config: Config
-    engine: Engine
-    redis: Redis
-    buffer: EventBuffer
-    sites: SiteDirectory
-    session_keys: SessionKeys
-    tags: TagCache
-    limiter: RateLimiter
-    waits: WaitSlots
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -50,14 +35,12 @@ def create_app(config: Config | None = None) -> Flask:
         raise SystemExit(
             "FIRSTTAG_REDIS_URL is not set. `firsttag serve` starts a Redis server and sets it."
         )
-    from firsttag.tag.views import TagCache
-
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     engine = store.connect(config.database_url)
     redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    app.extensions["firsttag"] = Services(
+    app.extensions[EXTENSION] = Services(
         config=config,
         engine=engine,
         redis=redis,
@@ -79,11 +62,6 @@ def create_app(config: Config | None = None) -> Flask:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
 
-    from firsttag.analytics import views as analytics
-    from firsttag.tag import gtm
-    from firsttag.tag import views as tags
-    from firsttag.web import api, install, tracking
-
     errors.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
@@ -102,11 +80,6 @@ def _no_referrer(response: Response) -> Response:
     # Pages carry install links with signed tokens; links out of them must not leak the URL.
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
-
-
-def services() -> Services:
-    """The :class:`Services` of the current app."""
-    return current_app.extensions["firsttag"]
 
 
 def _healthz() -> Any:
@@ -130,10 +103,8 @@ def _healthz() -> Any:
 def _readyz() -> Any:
     """Whether events are being stored: Redis, store, worker heartbeat, backlog, dead letters.
 
-    200 when they are, 503 naming the failing checks when not (see :mod:`firsttag.ops.readiness`).
+    200 when they are, 503 naming the failing checks (see :mod:`firsttag.events.readiness`).
     """
-    from firsttag.ops.readiness import report
-
     s = services()
     body, ready = report(s.redis, s.engine, s.config.ready_heartbeat_s, s.config.ready_event_age_s)
     return body, 200 if ready else 503

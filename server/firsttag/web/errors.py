@@ -9,6 +9,9 @@ from flask import Flask, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from firsttag.events.buffer import BacklogFull
+from firsttag.schemas import InvalidPayload
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +48,11 @@ def field_error(field: str, message: str) -> APIError:
     )
 
 
+def payload_error(exc: InvalidPayload) -> APIError:
+    """The 400 that answers a body :func:`firsttag.schemas.parse` refused."""
+    return APIError(400, exc.code, exc.message, exc.fields)
+
+
 def _respond(err: APIError) -> Any:
     response = jsonify(err.body())
     response.status_code = err.status
@@ -69,6 +77,10 @@ def register(app: Flask) -> None:
     def _api_error(err: APIError) -> Any:
         return _respond(err)
 
+    @app.errorhandler(InvalidPayload)
+    def _invalid_payload(exc: InvalidPayload) -> Any:
+        return _respond(payload_error(exc))
+
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> Any:
         status = err.code or 500
@@ -90,8 +102,6 @@ def register(app: Flask) -> None:
                 headers={"Retry-After": "5"},
             )
         )
-
-    from firsttag.events.buffer import BacklogFull
 
     @app.errorhandler(BacklogFull)
     def _backlog(err: BacklogFull) -> Any:

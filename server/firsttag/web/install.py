@@ -1,7 +1,7 @@
 """The install page of a site: the snippet with SRI, GTM downloads, forms, back-end examples.
 
 Open with the secret key (``Authorization: Bearer sk_…``) or with the signed link that
-``firsttag sites create`` prints (valid for :data:`LINK_MAX_AGE` seconds). Only the
+``firsttag sites create`` prints (:mod:`firsttag.tag.install`). Only the
 publishable key appears on the page.
 """
 
@@ -12,29 +12,17 @@ from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, request
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from firsttag.endpoints import SERVER_KINDS
 from firsttag.sites import Site
-from firsttag.tag.views import tag_url, templates_dir
-from firsttag.web.app import services
+from firsttag.tag.install import linked_site_id
+from firsttag.tag.render import tag_url, templates_dir
+from firsttag.web.context import services
 from firsttag.web.errors import APIError
 from firsttag.web.requests import secret_site
 
 bp = Blueprint("install", __name__)
-
-LINK_MAX_AGE = 7 * 24 * 3600
-
-
-def _links(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="firsttag.install-link")
-
-
-def install_link(site: Site, base_url: str, server_secret: str) -> str:
-    """A signed, expiring link to the install page of ``site``."""
-    token = _links(server_secret).dumps(site.id)
-    return f"{base_url.rstrip('/')}/sites/{site.id}/install?token={token}"
 
 
 @cache
@@ -89,10 +77,9 @@ def install_page(site_id: str) -> Response:
     s = services()
     token = request.args.get("token")
     if token is not None:
-        try:
-            signed_id = _links(s.config.secret_key).loads(token, max_age=LINK_MAX_AGE)
-        except BadSignature:
-            raise APIError(401, "invalid_link", "this install link is invalid or expired") from None
+        signed_id = linked_site_id(token, s.config.secret_key)
+        if signed_id is None:
+            raise APIError(401, "invalid_link", "this install link is invalid or expired")
         site = s.sites.by_id(site_id) if signed_id == site_id else None
     else:
         site = secret_site()

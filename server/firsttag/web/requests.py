@@ -8,7 +8,7 @@ from flask import request
 
 from firsttag import bounds
 from firsttag.sites import Site
-from firsttag.web.app import services
+from firsttag.web.context import services
 from firsttag.web.errors import APIError, field_error
 
 

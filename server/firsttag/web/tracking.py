@@ -18,12 +18,12 @@ from firsttag import schemas, store
 from firsttag.admission import Admission
 from firsttag.endpoints import SERVER_KINDS, Batch, Endpoint, server_kind
 from firsttag.events.buffer import BacklogFull
-from firsttag.events.wire import data_of
 from firsttag.sites import Site
-from firsttag.web.app import services
-from firsttag.web.errors import APIError
+from firsttag.web.context import services
+from firsttag.web.errors import APIError, payload_error
 from firsttag.web.ratelimit import charge_site
 from firsttag.web.requests import json_body, secret_site
+from firsttag.wire import data_of
 
 bp = Blueprint("tracking", __name__)
 
@@ -117,7 +117,8 @@ def batch() -> Any:
         result: dict[str, Any] = {"index": index}
         try:
             answer, status = _handle(item.type, item.data, site, validate)
-        except APIError as err:
+        except (APIError, schemas.InvalidPayload) as exc:
+            err = payload_error(exc) if isinstance(exc, schemas.InvalidPayload) else exc
             result.update(status="rejected", httpStatus=err.status, error=err.body()["error"])
         except BacklogFull:
             result.update(

@@ -1,4 +1,6 @@
-"""The browser tag: ``tag_templates/tag.min.js`` with each site's values, served with an ETag.
+"""The browser tag: ``tag_templates/tag.min.js`` with each site's values, and its cache.
+
+Pure: no Flask. :mod:`firsttag.web.tags` serves these bytes; ``firsttag build`` writes them.
 
 Every URL in a tag comes from the configured public URL (``FIRSTTAG_PUBLIC_URL``), never
 from the request: a request with ``Host: evil.example`` gets the same bytes as any other,
@@ -15,20 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
-from flask import Blueprint, Response, request
 from jinja2.utils import htmlsafe_json_dumps
-from werkzeug.exceptions import NotFound
 
 from firsttag.sites import Site
-from firsttag.web.app import services
-from firsttag.web.errors import APIError
 
-bp = Blueprint("tags", __name__)
-
-_SITE_ID = re.compile(r"^st_[0-9a-f]{12}$")
-TAG_CACHE_SECONDS = 300
 #: Rendered tags kept per process: one entry per site, least recently served dropped first.
 TAG_CACHE_SITES = 4096
 
@@ -164,32 +157,3 @@ def tag_url(site: Site, base_url: str) -> str:
 def snippet(site: Site, base_url: str) -> str:
     """The ``<script>`` line a site owner pastes into their pages."""
     return f'<script src="{tag_url(site, base_url)}" async></script>'
-
-
-@bp.get("/t/<name>.js")
-def serve_tag(name: str) -> Any:
-    """``GET /t/<site id>.js``: the site's tag, cacheable, 304 on a matching ETag."""
-    site = services().sites.by_id(name) if _SITE_ID.match(name) else None
-    return _tag_response(site)
-
-
-@bp.get("/<path:path>")
-def serve_tag_at_custom_path(path: str) -> Any:
-    """The tag at a site's own ``tag_path`` (a name that ad blockers do not list)."""
-    site = services().sites.by_tag_path("/" + path) if path.endswith(".js") else None
-    if site is None:
-        raise NotFound()  # any other unknown path: the ordinary JSON 404
-    return _tag_response(site)
-
-
-def _tag_response(site: Site | None) -> Any:
-    if site is None:
-        raise APIError(404, "unknown_site", "no tag is served at this address")
-    tag = services().tags.get(site)
-    response = Response(tag.body, content_type="application/javascript; charset=utf-8")
-    response.set_etag(tag.etag)
-    response.cache_control.public = True
-    response.cache_control.max_age = TAG_CACHE_SECONDS
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Access-Control-Allow-Origin"] = "*"  # public bytes; lets SRI use CORS
-    return response.make_conditional(request)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from firsttag.events import deadletters
 from firsttag.events.buffer import BUFFER_KEY, TOTAL_BYTES_KEY
-from firsttag.events.wire import envelope
+from firsttag.wire import envelope
 
 HEARTBEAT_KEY = "firsttag:worker-heartbeat"
 # A heartbeat older than this is gone: it says nothing about a worker any more.
