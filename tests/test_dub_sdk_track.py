@@ -17,6 +17,9 @@ from dub import Dub
 from dub.models import errors
 from firsttag import store
 from firsttag.customer_ids import customer_id
+from firsttag.web.app import create_app
+from firsttag.web.errors import APIError
+from flask import Blueprint
 
 from tests.support import wait_until
 
@@ -177,3 +180,31 @@ def test_errors_are_dubs_typed_errors(dub_sdk, live_url, worker):
         dub_sdk.track.sale(request={"customer_external_id": "ghost", "amount": 100})
     assert not_found.value.data.error.code == "not_found"
     assert not_found.value.raw_response.json()["error"]["reason"] == "customer_not_found"
+
+
+def test_the_dub_envelope_covers_blueprints_named_dub_and_only_those(config):
+    """The contract with the other Dub routes: a blueprint named ``dub…`` gets Dub's envelope."""
+    app = create_app(config)
+    for name in ("dub_probe", "probe"):
+        bp = Blueprint(name, __name__)
+
+        @bp.get(f"/{name}/<int:status>")
+        def fail(status: int) -> None:
+            raise APIError(status, "precise_reason", "told", [{"field": "x", "message": "bad"}])
+
+        app.register_blueprint(bp)
+    client = app.test_client()
+    expected = {400: "bad_request", 404: "not_found", 409: "conflict", 429: "rate_limit_exceeded"}
+    for status, code in expected.items():
+        dub_error = client.get(f"/dub_probe/{status}").get_json()["error"]
+        assert dub_error == {
+            "code": code,
+            "message": "told",
+            "reason": "precise_reason",
+            "fields": [{"field": "x", "message": "bad"}],
+        }
+        ours = client.get(f"/probe/{status}").get_json()["error"]
+        assert ours["code"] == "precise_reason" and "reason" not in ours
+    # An unknown URL is nobody's: our envelope.
+    assert client.get("/dub_nothing").get_json()["error"]["code"] == "not_found"
+    assert "reason" not in client.get("/dub_nothing").get_json()["error"]
