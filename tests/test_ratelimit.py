@@ -213,11 +213,12 @@ def test_waits_are_bounded_per_site_and_per_process_so_beacons_still_answer(
         early = list(answers)
     assert len(early) == 4, [r.json() for r in early]
     for r in early:
-        assert r.status_code == 202 and r.json()["pending"] is True, r.json()
+        # 200, not 202, on Dub's route: Dub's SDKs take no other 2xx; `pending` says it.
+        assert r.status_code == 200 and r.json()["pending"] is True, r.json()
 
     # Both slots of this process are held: a third site is answered at once, as queued.
     third = lead(c_secret, 99)
-    assert third.status_code == 202 and third.json()["pending"] is True
+    assert third.status_code == 200 and third.json()["pending"] is True
     # Browser traffic is not stuck behind the waits.
     ping = requests.post(
         f"{live_url}/api/v1/beacon",

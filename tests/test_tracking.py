@@ -288,7 +288,9 @@ def test_dub_deferred_lead_takes_the_customers_click_later(backend, worker):
     assert len(backend.get("/api/v1/conversions")["data"]) == 1  # the deferred call: no lead
     unknown = backend.post("/api/v1/track/lead", {**later, "customerExternalId": "nobody"})
     assert unknown.status_code == 404
-    assert unknown.json()["error"]["code"] == "customer_not_found"
+    # Dub's envelope on Dub's route: Dub's code, ours as the reason.
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert unknown.json()["error"]["reason"] == "customer_not_found"
 
 
 def test_dub_lead_wait_mode_answers_with_the_stored_record(backend, worker):

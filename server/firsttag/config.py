@@ -40,7 +40,8 @@ variable                       default
                                ignored. A count (``1``: one proxy in front) or
                                comma-separated CIDRs of the proxies (``10.0.0.0/8``)
 ``FIRSTTAG_WAIT_SLOTS``        ``2`` ``mode: "wait"`` requests one web process holds at a
-                               time; more are answered at once, as queued (202)
+                               time; more are answered at once, as queued
+                               (``pending``: 202, or 200 on Dub's routes)
 ``FIRSTTAG_WAIT_SLOTS_SITE``   ``1`` of those slots one site may hold
 ``FIRSTTAG_REDIS_MAXMEMORY``   a quarter of the machine's RAM, at most ``1gb``: the
                                embedded Redis's ``maxmemory`` (bytes, or Redis units such

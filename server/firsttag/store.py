@@ -368,3 +368,15 @@ def customer_exists(engine: Engine, site_id: str, external_id: str) -> bool:
             select(t.c.external_id).where(t.c.site_id == site_id, t.c.external_id == external_id)
         ).first()
     return found is not None
+
+
+def customer_row(engine: Engine, site_id: str, external_id: str) -> dict[str, Any] | None:
+    """The stored customer (name, email, avatar, click_id), or None when not stored."""
+    t = customers
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(t.c.name, t.c.email, t.c.avatar, t.c.click_id).where(
+                t.c.site_id == site_id, t.c.external_id == external_id
+            )
+        ).first()
+    return dict(found._mapping) if found is not None else None

@@ -66,6 +66,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)
+    app.register_blueprint(tracking.dub_bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(gtm.bp)
     app.register_blueprint(install.bp)

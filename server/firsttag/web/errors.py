@@ -1,11 +1,19 @@
-"""One JSON shape for every error: ``{"error": {"code", "message", "fields"?}}``."""
+"""One JSON shape for every error: ``{"error": {"code", "message", "fields"?}}``.
+
+Dub's surface answers in Dub's envelope instead, so that Dub's SDKs raise their typed
+errors (``BadRequest``, ``Unauthorized``, ``NotFound``, …): ``code`` is Dub's fixed code
+for the status (:data:`DUB_CODES`, from Dub's SDK error classes), firsttag's precise code
+moves to ``reason`` (a key the SDKs ignore) and ``fields`` stays. Dub's surface is every
+request routed to a blueprint whose name starts with ``dub`` (``dub_track``,
+``dub_customers``, …); an unknown URL matches no blueprint and answers in our envelope.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, has_request_context, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +48,50 @@ class APIError(Exception):
             error["fields"] = self.fields
         return {"error": error}
 
+    def dub_body(self) -> dict[str, Any]:
+        """The body in Dub's envelope: Dub's code for the status, ours as ``reason``."""
+        error: dict[str, Any] = {
+            "code": dub_code(self.status),
+            "message": self.message,
+            "reason": self.code,
+        }
+        if self.fields:
+            error["fields"] = self.fields
+        return {"error": error}
+
+
+#: Dub's code for each status its SDKs map to a typed error (Dub's SDK error classes, as in
+#: PyPI ``dub`` 0.39.0 and npm ``dub`` 0.73.5); the SDKs refuse any other code.
+DUB_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    410: "invite_expired",
+    422: "unprocessable_entity",
+    429: "rate_limit_exceeded",
+    500: "internal_server_error",
+}
+
+
+def dub_code(status: int) -> str:
+    """Dub's code for ``status``; a status Dub never answers takes its class's code.
+
+    The SDKs raise a generic error for those statuses (413, 415, 503, …) without reading
+    the code, so the nearest of Dub's codes keeps the body valid for anyone who does.
+    """
+    if status in DUB_CODES:
+        return DUB_CODES[status]
+    return "bad_request" if status < 500 else "internal_server_error"
+
+
+def dub_surface() -> bool:
+    """Whether the current request is on Dub's surface (a blueprint named ``dub…``)."""
+    if not has_request_context():
+        return False
+    return any(name.startswith("dub") for name in (request.blueprint or "").split("."))
+
 
 def field_error(field: str, message: str) -> APIError:
     """A 400 for one bad field."""
@@ -54,7 +106,7 @@ def payload_error(exc: InvalidPayload) -> APIError:
 
 
 def _respond(err: APIError) -> Any:
-    response = jsonify(err.body())
+    response = jsonify(err.dub_body() if dub_surface() else err.body())
     response.status_code = err.status
     response.headers.update(err.headers)
     return response

@@ -2,8 +2,8 @@
 
 A web process has a few threads; without a bound, a dozen waiting requests would hold all
 of them and stall every site's beacons. A request that finds no free slot is not made to
-wait at all: it is answered as a wait that ran out of time (202, ``pending``), which is
-true, since its event is already durably queued.
+wait at all: it is answered as a wait that ran out of time (``pending``; 202, or 200 on
+Dub's routes), which is true, since its event is already durably queued.
 """
 
 from __future__ import annotations
