@@ -70,21 +70,21 @@ def list_view() -> Any:
     return customers.list_customers(services().engine, site.id, query)
 
 
-@bp.get("/customers/<dub_id>")
-def get_view(dub_id: str) -> Any:
+@bp.get("/customers/<id>")
+def get_view(id: str) -> Any:  # noqa: A002 (Dub's name)
     """Dub's ``customers.get``: by ``cus_…`` ID or ``ext_<externalId>``."""
     site = secret_site()
     charge_site("reads", site)
-    return customers.dub_customer(_found(site, dub_id))
+    return customers.dub_customer(_found(site, id))
 
 
-@bp.patch("/customers/<dub_id>")
-def update_view(dub_id: str) -> Any:
+@bp.patch("/customers/<id>")
+def update_view(id: str) -> Any:  # noqa: A002 (Dub's name)
     """Dub's ``customers.update``: name, email, avatar, written at once in one transaction."""
     site = secret_site()
     charge_site("server", site)
     body = schemas.parse(schemas.CustomerUpdate, json_body())
-    row = _found(site, dub_id)
+    row = _found(site, id)
     if body.externalId is not None and body.externalId != row["external_id"]:
         raise field_error(
             "externalId", "firsttag files conversions under the externalId; it cannot change"
@@ -94,12 +94,12 @@ def update_view(dub_id: str) -> Any:
     }
     updated = customers.update(services().engine, site.id, row["external_id"], changes)
     if updated is None:  # erased between the lookup and the update
-        raise APIError(404, "customer_not_found", f"no customer {dub_id!r}")
+        raise APIError(404, "customer_not_found", f"no customer {id!r}")
     return customers.dub_customer(updated)
 
 
-@bp.delete("/customers/<dub_id>")
-def delete_view(dub_id: str) -> Any:
+@bp.delete("/customers/<id>")
+def delete_view(id: str) -> Any:  # noqa: A002 (Dub's name)
     """Dub's ``customers.delete``: erase the person (``docs/privacy.md``).
 
     The erasure is queued behind every event received before it, so none of them brings
@@ -107,7 +107,7 @@ def delete_view(dub_id: str) -> Any:
     """
     site = secret_site()
     charge_site("server", site)
-    row = _found(site, dub_id)
+    row = _found(site, id)
     s = services()
     received_at = store.utcnow()
     claims = customers.claim_keys(s.engine, site.id, row["external_id"])
