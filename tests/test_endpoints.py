@@ -17,7 +17,8 @@ def test_every_post_route_of_the_api_is_in_the_registry_and_back(app):
 
 
 def test_each_server_kind_is_routed_to_its_own_view(app):
-    views = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    # POST rules only: GET /api/v1/events is Dub's event list, another view on the path.
+    views = {r.rule: r.endpoint for r in app.url_map.iter_rules() if "POST" in r.methods}
     for endpoint in SERVER_KINDS:
         assert endpoint.maker is not None, endpoint.kind
         # Dub's kinds have their own blueprint: errors there are answered in Dub's envelope.

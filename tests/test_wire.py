@@ -37,6 +37,7 @@ BODIES: list[wire.Body] = [
         fingerprint={"amount": 1999},
         click_from_customer="cus_1",
     ),
+    wire.Erasure("cus_1"),
 ]
 
 

@@ -372,3 +372,31 @@ def _message(err: Any) -> str:
 def _invalid(fields: list[dict[str, str]]) -> InvalidPayload:
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return InvalidPayload("invalid_fields", summary, fields)
+
+
+class CustomerUpdate(_Payload):
+    """``PATCH /customers/{id}`` (Dub's ``customers.update``): only the fields sent change.
+
+    firsttag keeps a customer's name, email and avatar; the Dub fields it does not keep
+    (``stripeCustomerId``, ``country``, ``subscriptionCanceledAt``) are refused by name
+    rather than silently dropped. ``externalId`` may only repeat the current one: firsttag
+    files conversions under it, so a new one would split the person (docs/privacy.md).
+    """
+
+    name: str | None = Field(None, min_length=1, max_length=255)
+    email: str | None = Field(None, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    avatar: str | None = Field(None, max_length=2048)
+    externalId: Identifier | None = None
+    stripeCustomerId: Any = None
+    country: Any = None
+    subscriptionCanceledAt: Any = None
+
+    def cross_check(self) -> list[dict[str, str]]:
+        """A name may change but not be removed; fields firsttag does not keep are refused."""
+        errors = []
+        if "name" in self.model_fields_set and self.name is None:
+            errors.append({"field": "name", "message": "firsttag keeps a name for every customer"})
+        for field in ("stripeCustomerId", "country", "subscriptionCanceledAt"):
+            if getattr(self, field) is not None:
+                errors.append({"field": field, "message": "firsttag does not keep this field"})
+        return errors

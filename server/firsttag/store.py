@@ -9,6 +9,7 @@ correctly as text in both databases.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateColumn
+
+from firsttag.customer_ids import customer_id as public_customer_id
 
 metadata = MetaData()
 
@@ -136,6 +139,21 @@ customers = Table(
     Column("avatar", Text),
     Column("click_id", String(190)),
     Column("created_at", String(32), nullable=False),
+    # The ``cus_…`` ID of the Dub-compatible API (firsttag.customer_ids), filled by the
+    # worker; customer routes look a customer up by it.
+    Column("public_id", String(40)),
+    Index("ix_customers_public", "site_id", "public_id"),
+)
+
+# Customers erased with ``DELETE /customers/{id}`` (see docs/privacy.md): only the derived
+# public ID and the time, so the worker can anonymise events received before the erasure
+# that were still queued (they must not bring the person back), without keeping who it was.
+customer_erasures = Table(
+    "customer_erasures",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("public_id", String(40), primary_key=True),
+    Column("erased_at", String(32), nullable=False),
 )
 
 
@@ -156,7 +174,23 @@ def connect(database_url: str) -> Engine:
         event.listen(engine, "connect", _tune_sqlite)
     metadata.create_all(engine)
     _add_missing_columns(engine)
+    _backfill_public_ids(engine)
     return engine
+
+
+def _backfill_public_ids(engine: Engine) -> None:
+    """Give customers stored before ``public_id`` existed their derived ``cus_…`` ID."""
+    t = customers
+    with engine.begin() as conn:
+        missing = conn.execute(
+            select(t.c.site_id, t.c.external_id).where(t.c.public_id.is_(None))
+        ).all()
+        for site_id, external_id in missing:
+            conn.execute(
+                t.update()
+                .where(t.c.site_id == site_id, t.c.external_id == external_id)
+                .values(public_id=public_customer_id(site_id, external_id))
+            )
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -204,9 +238,85 @@ def upsert_customers(conn: Any, rows: list[dict[str, Any]]) -> None:
     stmt = _dialect_insert(conn, customers)
     stmt = stmt.on_conflict_do_update(
         index_elements=["site_id", "external_id"],
-        set_={"click_id": func.coalesce(customers.c.click_id, stmt.excluded.click_id)},
+        set_={
+            "click_id": func.coalesce(customers.c.click_id, stmt.excluded.click_id),
+            "public_id": func.coalesce(customers.c.public_id, stmt.excluded.public_id),
+        },
     )
     conn.execute(stmt, rows)
+
+
+def erase_customer(conn: Any, site_id: str, external_id: str, erased_at: str) -> None:
+    """Erase a customer: delete its row, anonymise its conversions, remember when.
+
+    Runs in the worker (an :class:`~firsttag.wire.Erasure` event), in the transaction of
+    its batch, after every event queued before it. Repeating it is harmless.
+    """
+    public_id = public_customer_id(site_id, external_id)
+    stmt = _dialect_insert(conn, customer_erasures).values(
+        site_id=site_id, public_id=public_id, erased_at=erased_at
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["site_id", "public_id"],
+            set_={"erased_at": stmt.excluded.erased_at},
+            where=stmt.excluded.erased_at > customer_erasures.c.erased_at,
+        )
+    )
+    conn.execute(
+        customers.delete().where(
+            customers.c.site_id == site_id, customers.c.external_id == external_id
+        )
+    )
+    c = conversions
+    owned = conn.execute(
+        select(c.c.id, c.c.dedup_key).where(c.c.site_id == site_id, c.c.customer_id == external_id)
+    ).mappings()
+    for row in list(owned):
+        conn.execute(
+            c.update().where(c.c.id == row["id"]).values(**erased_conversion_fields(site_id, row))
+        )
+
+
+def erasure_times(conn: Any, site_id: str, public_ids: Iterable[str]) -> dict[str, str]:
+    """When each of ``public_ids`` of ``site_id`` was erased (absent: never erased)."""
+    wanted = set(public_ids)
+    if not wanted:
+        return {}
+    t = customer_erasures
+    return dict(
+        conn.execute(
+            select(t.c.public_id, t.c.erased_at).where(
+                t.c.site_id == site_id, t.c.public_id.in_(wanted)
+            )
+        ).all()
+    )
+
+
+def erased_dedup_key(site_id: str, dedup_key: str) -> str:
+    """The idempotency key of an erased customer's conversion.
+
+    Lead keys hold the external ID (``lead:["<externalId>","Sign Up"]``), so erasure
+    replaces every key of the person with a digest: still unique and the same on a replay
+    (the store's unique key keeps absorbing re-deliveries), but no longer the person's ID.
+    """
+    digest = hashlib.sha256(f"{site_id}\0{dedup_key}".encode()).hexdigest()
+    return "erased:" + digest[:40]
+
+
+def erased_conversion_fields(site_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that replace an erased customer's data in one ``conversions`` row.
+
+    The external ID, the caller's metadata (it may hold anything about the person) and
+    the fingerprint (it repeats the external ID) go; the amount, currency, kind, time, the
+    anonymous browser IDs and the attribution stay, so reports keep their totals.
+    """
+    return {
+        "dedup_key": erased_dedup_key(site_id, row["dedup_key"]),
+        "customer_id": None,
+        "metadata": None,
+        "fingerprint": None,
+    }
 
 
 def upsert_order(conn: Any, row: dict[str, Any]) -> None:

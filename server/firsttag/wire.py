@@ -111,8 +111,22 @@ class Conversion:
     click_from_customer: str | None = None
 
 
-Body = Session | Verification | Customer | Conversion
-BODIES: dict[str, type[Body]] = {b.KIND: b for b in (Session, Verification, Customer, Conversion)}
+@dataclass(frozen=True)
+class Erasure:
+    """A customer erased (``DELETE /customers/{id}``, see docs/privacy.md).
+
+    Queued behind the events received before it, so the worker erases the person after
+    storing those (anonymised) and never lets one of them bring the person back.
+    """
+
+    KIND: ClassVar[str] = "erasure"
+    external_id: str
+
+
+Body = Session | Verification | Customer | Conversion | Erasure
+BODIES: dict[str, type[Body]] = {
+    b.KIND: b for b in (Session, Verification, Customer, Conversion, Erasure)
+}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ def _counted(site: Site) -> Any:
     return or_(c.c.status.is_(None), c.c.status.in_(site.settings.counting_statuses))
 
 
+def counted(site: Site) -> Any:
+    """The SQL condition under which a stored conversion counts for ``site`` (see above)."""
+    return _counted(site)
+
+
 def _range(start: date, end: date) -> tuple[str, str]:
     # Inclusive dates as half-open UTC timestamps: [start 00:00, end+1 00:00).
     return f"{start.isoformat()}T00:00:00", f"{(end + timedelta(days=1)).isoformat()}T00:00:00"
@@ -221,3 +226,112 @@ def timeseries(
         )
         day += timedelta(days=1)
     return {"start": start.isoformat(), "end": end.isoformat(), "data": days}
+
+
+def totals(
+    engine: Engine, site: Site, lo: str, hi: str, by_day: bool = False, exclude_bots: bool = False
+) -> dict[str, Any]:
+    """Clicks, leads, sales and revenue in the half-open UTC range [lo, hi), by the rules above.
+
+    ``lo``/``hi`` are store timestamps (any prefix of one sorts correctly). Keyed by UTC
+    day (``YYYY-MM-DD``) with ``by_day``, else by ``""``; days without data are absent.
+    Each value: ``clicks``, ``leads``, ``sales`` (browser sales only where the site counts
+    them), ``browserSales``, ``revenue`` and ``browserRevenue`` per currency. For the
+    Dub-compatible reports (:mod:`firsttag.analytics.dub_reports`), whose ranges are times.
+    """
+    s, c = store.sessions, store.conversions
+    s_day = [func.substr(s.c.created_at, 1, 10)] if by_day else []
+    c_day = [func.substr(c.c.occurred_at, 1, 10)] if by_day else []
+    out: dict[str, dict[str, Any]] = {}
+
+    def bucket(d: str) -> dict[str, Any]:
+        return out.setdefault(
+            d,
+            {
+                "clicks": 0,
+                "leads": 0,
+                "sales": 0,
+                "browserSales": 0,
+                "revenue": {},
+                "browserRevenue": {},
+            },
+        )
+
+    with engine.connect() as conn:
+        for row in conn.execute(
+            select(*s_day, func.count(func.distinct(s.c.click_id)))
+            .where(
+                s.c.site_id == site.id,
+                _human(exclude_bots),
+                s.c.click_id.is_not(None),
+                s.c.created_at >= lo,
+                s.c.created_at < hi,
+            )
+            .group_by(*s_day)
+        ).all():
+            bucket(row[0] if by_day else "")["clicks"] = row[-1]
+        for row in conn.execute(
+            select(*c_day, c.c.kind, c.c.source, func.count())
+            .where(
+                c.c.site_id == site.id,
+                c.c.occurred_at >= lo,
+                c.c.occurred_at < hi,
+                c.c.kind.in_(("lead", "sale")),
+                _counted(site),
+            )
+            .group_by(*c_day, c.c.kind, c.c.source)
+        ).all():
+            d, (kind, source, n) = (row[0], row[1:]) if by_day else ("", row)
+            b = bucket(d)
+            outcome = _outcome(kind, source)
+            if outcome == "browserSale":
+                b["browserSales"] += n
+                b["sales"] += n if site.settings.count_browser_revenue else 0
+            else:
+                b[f"{outcome}s"] += n
+        for d, (revenue, browser_revenue) in _revenue(conn, site, lo, hi, by_day).items():
+            if revenue or browser_revenue or not by_day:
+                b = bucket(d)
+                b["revenue"], b["browserRevenue"] = revenue, browser_revenue
+    if not by_day:
+        bucket("")
+    return out
+
+
+def by_name(
+    engine: Engine, site: Site, lo: str, hi: str, kind: str
+) -> list[tuple[str, int, dict[str, int]]]:
+    """Leads or sales (``kind``) in [lo, hi) per event name: (name, count, revenue per currency).
+
+    Counted by the rules above: counting statuses, and browser sales only where the site
+    counts them.
+    """
+    c = store.conversions
+    sources = (
+        true()
+        if kind != "sale" or site.settings.count_browser_revenue
+        else c.c.source.not_in(store.BROWSER_SOURCES)
+    )
+    net = c.c.value - c.c.refunded
+    query = (
+        select(
+            c.c.name, c.c.currency, func.count(), func.sum(net // _SPLIT), func.sum(net % _SPLIT)
+        )
+        .where(
+            c.c.site_id == site.id,
+            c.c.occurred_at >= lo,
+            c.c.occurred_at < hi,
+            c.c.kind == kind,
+            _counted(site),
+            sources,
+        )
+        .group_by(c.c.name, c.c.currency)
+    )
+    names: dict[str, tuple[int, dict[str, int]]] = {}
+    with engine.connect() as conn:
+        for name, currency, n, high, low in conn.execute(query).all():
+            count, revenue = names.get(name, (0, {}))
+            if currency is not None and high is not None:
+                revenue[currency] = revenue.get(currency, 0) + int(high) * _SPLIT + int(low)
+            names[name] = (count + n, revenue)
+    return sorted(((k, n, r) for k, (n, r) in names.items()), key=lambda x: (-x[1], x[0]))

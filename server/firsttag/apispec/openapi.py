@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from firsttag.endpoints import ENDPOINTS, Endpoint
+from firsttag.schemas import CustomerUpdate
 
 _ERROR = {
     "type": "object",
@@ -162,4 +163,108 @@ def document() -> dict[str, Any]:
     }
     for endpoint in ENDPOINTS:
         doc["paths"].setdefault(endpoint.path, {}).update(_post(endpoint))
+    components["CustomerUpdate"] = CustomerUpdate.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    for path, ops in _dub_paths(secret_get).items():
+        doc["paths"].setdefault(path, {}).update(ops)
     return doc
+
+
+# As analytics/dub_reports.py answers them (apispec may not import analytics: same layer).
+INTERVALS = ("24h", "7d", "30d", "90d", "1y", "mtd", "qtd", "ytd", "all")
+GROUPINGS = ("count", "timeseries", "event_names")
+ANALYTICS_EVENTS = ("clicks", "leads", "sales", "composite")
+LISTED_EVENTS = ("leads", "sales")
+
+_DUB_RANGE = [
+    _query("interval", {"type": "string", "enum": list(INTERVALS)}, "Dub's interval (24h)"),
+    _query("start", {"type": "string"}, "a date or ISO 8601 time; wins over interval"),
+    _query("end", {"type": "string"}, "a date or ISO 8601 time (default: now)"),
+    _query("timezone", {"type": "string"}, "UTC only"),
+]
+
+
+def _dub_paths(secret_get: dict[str, Any]) -> dict[str, Any]:
+    """Dub's read and manage routes (also served at the root, without ``/api/v1``)."""
+    customer_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "cus_… ID or ext_<externalId>",
+    }
+
+    def op(summary: str, ok: str, errors: tuple[int, ...], **extra: Any) -> dict[str, Any]:
+        return {
+            "summary": summary,
+            **secret_get,
+            **extra,
+            "responses": {"200": {"description": ok}, **_errors(*errors)},
+        }
+
+    return {
+        "/api/v1/customers": {
+            "get": op(
+                "Dub: list customers",
+                "a page of customers",
+                (400, 401, 403),
+                parameters=[
+                    _query("email", {"type": "string"}, "exact email"),
+                    _query("externalId", {"type": "string"}, "exact external ID"),
+                    _query("search", {"type": "string"}, "email, name or cus_ ID"),
+                    _query("startingAfter", {"type": "string"}, "cursor: a customer ID"),
+                    _query("endingBefore", {"type": "string"}, "cursor: a customer ID"),
+                    _query("pageSize", {"type": "integer", "minimum": 1, "maximum": 100}, "100"),
+                    _query("sortOrder", {"type": "string", "enum": ["asc", "desc"]}, "desc"),
+                ],
+            )
+        },
+        "/api/v1/customers/{id}": {
+            "get": op(
+                "Dub: one customer", "the customer", (401, 403, 404), parameters=[customer_id]
+            ),
+            "patch": op(
+                "Dub: update name, email, avatar",
+                "the customer as stored",
+                (400, 401, 403, 404),
+                parameters=[customer_id],
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CustomerUpdate")}},
+                },
+            ),
+            "delete": op(
+                "Dub: erase the customer (docs/privacy.md)",
+                "{id}: the erasure is queued",
+                (401, 403, 404),
+                parameters=[customer_id],
+            ),
+        },
+        "/api/v1/events": {
+            "get": op(
+                "Dub: lead and sale events",
+                "a page of events",
+                (400, 401, 403),
+                parameters=[
+                    _query("event", {"type": "string", "enum": list(LISTED_EVENTS)}, "Dub's event"),
+                    *_DUB_RANGE,
+                    _query("page", {"type": "integer", "minimum": 1}, "1"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "100"),
+                ],
+            )
+        },
+        "/api/v1/analytics": {
+            "get": op(
+                "Dub: counts, time series, event names",
+                "Dub's analytics shape for groupBy",
+                (400, 401, 403),
+                parameters=[
+                    _query("event", {"type": "string", "enum": list(ANALYTICS_EVENTS)}, "clicks"),
+                    _query("groupBy", {"type": "string", "enum": list(GROUPINGS)}, "count"),
+                    _query("currency", {"type": "string"}, "saleAmount's currency"),
+                    *_DUB_RANGE,
+                ],
+            )
+        },
+    }

@@ -9,20 +9,28 @@ a dead letter.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from firsttag import sites, store
 from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.bounds import json_default
-from firsttag.wire import Conversion, Customer, Event, Session, Verification
+from firsttag.customer_ids import customer_id as public_customer_id
+from firsttag.wire import Conversion, Customer, Erasure, Event, Session, Verification
 
 
 def write(conn: Any, events: list[Event]) -> None:
     """Write ``events`` on ``conn`` with idempotent inserts (a replayed event is a no-op).
 
     Customers are written before conversions, so a lead's conversion in the same batch
-    finds the click of its customer.
+    finds the click of its customer. An event received before its customer was erased
+    (``DELETE /customers/{id}``) brings nothing of the person back: its customer is not
+    written and its conversion is stored anonymised (see docs/privacy.md).
     """
+    for event in events:
+        if isinstance(event.body, Erasure):
+            store.erase_customer(conn, event.site, event.body.external_id, event.received_at)
+    erased = _erased_before(conn, events)
     store.insert_ignoring_duplicates(
         conn,
         store.sessions,
@@ -33,9 +41,18 @@ def write(conn: Any, events: list[Event]) -> None:
         conn, [verification_row(e, e.body) for e in events if isinstance(e.body, Verification)]
     )
     store.upsert_customers(
-        conn, [customer_row(e, e.body) for e in events if isinstance(e.body, Customer)]
+        conn,
+        [
+            customer_row(e, e.body)
+            for e in events
+            if isinstance(e.body, Customer)
+            and not erased(e.site, e.body.external_id, e.received_at)
+        ],
     )
     rows = conversion_rows(conn, [e for e in events if isinstance(e.body, Conversion)])
+    for row in rows:
+        if erased(row["site_id"], row["customer_id"], row["received_at"]):
+            row.update(store.erased_conversion_fields(row["site_id"], row))
     store.insert_ignoring_duplicates(
         conn,
         store.conversions,
@@ -45,6 +62,34 @@ def write(conn: Any, events: list[Event]) -> None:
     for row in rows:
         if row["status"] is not None:
             store.upsert_order(conn, row)
+
+
+def _erased_before(conn: Any, events: list[Event]) -> Callable[[str, str | None, str], bool]:
+    """A predicate ``(site, external ID, received at)``: was that customer erased since?
+
+    An event received at or before its customer's erasure must not bring the person back.
+    """
+    wanted: dict[str, set[str]] = {}
+    for event in events:
+        body = event.body
+        external_id = body.external_id if isinstance(body, Customer) else None
+        if isinstance(body, Conversion):
+            external_id = body.customer_id
+        if external_id:
+            wanted.setdefault(event.site, set()).add(public_customer_id(event.site, external_id))
+    erased = {
+        (site_id, public_id): at
+        for site_id, ids in wanted.items()
+        for public_id, at in store.erasure_times(conn, site_id, ids).items()
+    }
+
+    def check(site_id: str, external_id: str | None, received_at: str) -> bool:
+        if not external_id or not erased:
+            return False
+        at = erased.get((site_id, public_customer_id(site_id, external_id)))
+        return at is not None and received_at <= at
+
+    return check
 
 
 def session_row(event: Event, s: Session) -> dict[str, Any]:
@@ -77,6 +122,7 @@ def customer_row(event: Event, c: Customer) -> dict[str, Any]:
         "avatar": c.avatar,
         "click_id": c.click_id or None,
         "created_at": event.received_at,
+        "public_id": public_customer_id(event.site, c.external_id),
     }
 
 

@@ -21,7 +21,18 @@ from firsttag.identity import SessionKeys
 from firsttag.limiter import RateLimiter
 from firsttag.sites import SiteDirectory
 from firsttag.tag.render import TagCache
-from firsttag.web import analytics, api, errors, gtm, install, tags, tracking
+from firsttag.web import (
+    analytics,
+    api,
+    dub_analytics,
+    dub_customers,
+    dub_events,
+    errors,
+    gtm,
+    install,
+    tags,
+    tracking,
+)
 from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
 from firsttag.web.ratelimit import add_headers
@@ -70,6 +81,11 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(analytics.bp)
     app.register_blueprint(gtm.bp)
     app.register_blueprint(install.bp)
+    # Dub's read and manage routes, under /api/v1 and at the root (a bare host works as
+    # the SDKs' server URL); their names start with "dub" for Dub's error envelope.
+    for dub_bp in (dub_customers.bp, dub_events.bp, dub_analytics.bp):
+        app.register_blueprint(dub_bp, url_prefix="/api/v1")
+        app.register_blueprint(dub_bp, name=f"{dub_bp.name}_root")
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.add_url_rule("/readyz", "readyz", _readyz)
     app.after_request(add_headers)
