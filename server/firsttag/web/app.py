@@ -21,7 +21,7 @@ from firsttag.identity import SessionKeys
 from firsttag.limiter import RateLimiter
 from firsttag.sites import SiteDirectory
 from firsttag.tag.render import TagCache
-from firsttag.web import analytics, api, errors, gtm, install, tags, tracking
+from firsttag.web import analytics, api, errors, gtm, install, tags, telemetry, tracking
 from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
 from firsttag.web.ratelimit import add_headers
@@ -63,6 +63,7 @@ def create_app(config: Config | None = None) -> Flask:
         raise SystemExit(str(exc)) from None
 
     errors.register(app)
+    telemetry.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)
