@@ -22,6 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -206,12 +207,19 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     scripts = ScriptDirectory.from_config(_alembic_config())
     with migration_lock(engine) as conn:
         before = MigrationContext.configure(conn).get_current_revision()
-        if before is not None and scripts.get_revision(before) is None:
+        if before is not None and not _known(scripts, before):
             return before, before
         if before != scripts.get_current_head():
             alembic_command.upgrade(_alembic_config(conn), "head")
         after = MigrationContext.configure(conn).get_current_revision()
     return before, after
+
+
+def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except AlembicCommandError:  # "Can't locate revision": a newer release's
+        return False
 
 
 @contextmanager
