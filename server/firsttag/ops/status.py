@@ -34,6 +34,8 @@ def gather(redis: Redis, engine: Engine, config: Config) -> dict[str, Any]:
         }
     except Exception as exc:  # the database is down: say so, go on with Redis
         report["schema"] = {"error": deadletters.describe(exc)}
+    if report["schema"].get("revision", "") is None:
+        report["problems"].append("the database has no schema yet: run `firsttag migrate`")
     store_error = store_writable(engine)
     report["store"] = {"writable": store_error is None, "error": store_error}
     if store_error:
