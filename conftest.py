@@ -15,7 +15,7 @@ from firsttag.ops.embedded_redis import EmbeddedRedis
 from firsttag.sites import Site, create_site
 from firsttag.web.app import create_app
 from redis import Redis
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from tests.support import WorkerProcess
@@ -39,6 +39,8 @@ def config(tmp_path: Path, redis_url: str) -> Config:
     if database_url:
         engine = create_engine(database_url)
         store.metadata.drop_all(engine)
+        with engine.begin() as conn:  # so the next connect migrates from nothing again
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         engine.dispose()
     return Config(
         data_dir=tmp_path,

@@ -43,6 +43,17 @@ variable                       default
                                time; more are answered at once, as queued
                                (``pending``: 202, or 200 on Dub's routes)
 ``FIRSTTAG_WAIT_SLOTS_SITE``   ``1`` of those slots one site may hold
+``FIRSTTAG_METRICS_TOKEN``     unset: ``GET /metrics`` answers loopback peers that no proxy
+                               forwarded. Set: only ``Authorization: Bearer <token>``
+``FIRSTTAG_LOG_LEVEL``         ``info``: JSON log lines on stdout at this level and above
+                               (``debug``, ``info``, ``warning``, ``error``)
+``FIRSTTAG_WORKER_METRICS_PORT``  unset: ``firsttag worker`` serves no metrics of its own
+                               (``serve`` and ``web`` on its host show them). Set: the
+                               worker serves ``/metrics`` on this port
+``FIRSTTAG_WORKER_METRICS_HOST``  ``127.0.0.1``: the address of that port
+``PROMETHEUS_MULTIPROC_DIR``   set by ``serve``/``web``/``worker`` to ``<data dir>/metrics``
+                               (emptied on start) unless given: where the processes of
+                               one host count
 ``FIRSTTAG_REDIS_MAXMEMORY``   a quarter of the machine's RAM, at most ``1gb``: the
                                embedded Redis's ``maxmemory`` (bytes, or Redis units such
                                as ``512mb``, ``2gb``). It never evicts: past the limit it
@@ -92,6 +103,7 @@ class Config:
     trusted_proxies: str | None = None
     wait_slots: int = 2
     wait_slots_site: int = 1
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Config:
@@ -123,6 +135,7 @@ class Config:
             trusted_proxies=env.get("FIRSTTAG_TRUSTED_PROXIES") or None,
             wait_slots=_int(env, "FIRSTTAG_WAIT_SLOTS", 2),
             wait_slots_site=_int(env, "FIRSTTAG_WAIT_SLOTS_SITE", 1),
+            metrics_token=env.get("FIRSTTAG_METRICS_TOKEN") or None,
             redis_maxmemory=_size(env, "FIRSTTAG_REDIS_MAXMEMORY", _default_maxmemory()),
         )
 

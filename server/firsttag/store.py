@@ -9,12 +9,21 @@ correctly as text in both databases.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from alembic import command as alembic_command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -31,12 +40,10 @@ from sqlalchemy import (
     event,
     false,
     func,
-    inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.schema import CreateColumn
 
 from firsttag.customer_ids import customer_id as public_customer_id
 
@@ -167,48 +174,118 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def connect(database_url: str) -> Engine:
-    """Create an engine for ``database_url`` and make sure the schema exists."""
+def connect(database_url: str, migrate: bool = True) -> Engine:
+    """Create an engine for ``database_url``; with ``migrate``, bring the schema to head first.
+
+    Every process kind calls this on start, so whichever starts first applies the
+    migrations (under :func:`migration_lock`) and the others find the schema current.
+    """
     engine = create_engine(database_url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
-    _backfill_public_ids(engine)
+    if migrate:
+        upgrade(engine)
     return engine
 
 
-def _backfill_public_ids(engine: Engine) -> None:
-    """Give customers stored before ``public_id`` existed their derived ``cus_…`` ID."""
-    t = customers
-    with engine.begin() as conn:
-        missing = conn.execute(
-            select(t.c.site_id, t.c.external_id).where(t.c.public_id.is_(None))
-        ).all()
-        for site_id, external_id in missing:
-            conn.execute(
-                t.update()
-                .where(t.c.site_id == site_id, t.c.external_id == external_id)
-                .values(public_id=public_customer_id(site_id, external_id))
-            )
+# -- migrations (Alembic; revisions in firsttag/migrations/versions) ----------------------
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# pg_advisory_xact_lock key: any fixed 64-bit number, the same in every release.
+_PG_LOCK_KEY = 0x66697273747461  # "firstta"
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Bring a database made by an older firsttag up to date.
+def _alembic_config(connection: Any | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
 
-    Schema changes so far only add columns (nullable or with a default) and indexes, so
-    upgrading is additive: ALTER TABLE … ADD COLUMN for what an existing table lacks.
+
+def head_revision() -> str:
+    """The newest revision this release knows."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # there is always at least the initial revision
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None: never migrated, perhaps made by create_all)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Apply the missing revisions, once, however many processes call this at the same time.
+
+    Returns the revisions before and after. A database at a revision this release does
+    not know was migrated by a newer release (a rolling deploy: workers first): it is left
+    as it is, since revisions only ever add, and the old code keeps working on it.
     """
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    ddl = CreateColumn(column).compile(dialect=engine.dialect)
-                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    with migration_lock(engine) as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
+        if before is not None and not _known(scripts, before):
+            return before, before
+        if before != scripts.get_current_head():
+            alembic_command.upgrade(_alembic_config(conn), "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    return before, after
+
+
+def _known(scripts: ScriptDirectory, revision: str) -> bool:
+    try:
+        return scripts.get_revision(revision) is not None
+    except AlembicCommandError:  # "Can't locate revision": a newer release's
+        return False
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[Any]:
+    """A connection inside a transaction that no other process's migration runs beside.
+
+    PostgreSQL: a transaction-scoped advisory lock, released by the COMMIT, by a rollback,
+    or by the server when a migrating process dies. SQLite: an exclusive ``flock`` on a
+    file next to the database (released by the kernel when the process dies), since
+    pysqlite runs DDL outside the transaction a ``BEGIN IMMEDIATE`` would hold.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            yield conn
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with open(f"{database}.migrate-lock", "a") as lockfile:
+        fcntl.flock(lockfile, fcntl.LOCK_EX)
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            fcntl.flock(lockfile, fcntl.LOCK_UN)
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    """What differs between the database's schema and :data:`metadata` (empty: none).
+
+    After :func:`upgrade`, anything here is a change to the tables above that no
+    revision makes: write one (docs/migrations.md).
+    """
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return [d for d in compare_metadata(context, metadata) if not _alembic_own(d)]
+
+
+def _alembic_own(difference: Any) -> bool:
+    # compare_metadata sees Alembic's own bookkeeping table as "not in the metadata".
+    return (
+        isinstance(difference, tuple)
+        and difference[0] == "remove_table"
+        and difference[1].name == "alembic_version"
+    )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

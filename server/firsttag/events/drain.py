@@ -38,7 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from firsttag import store
+from firsttag import metrics, store
 from firsttag.config import Config
 from firsttag.events import deadletters
 from firsttag.events.buffer import (
@@ -203,6 +203,7 @@ class Drainer:
                 if released != 0:
                     return written
                 continue  # events arrived between LRANGE and the release
+            started = time.monotonic()
             try:
                 failures = self.write_batch(raw, go_on)
             except StoreUnavailable:
@@ -213,6 +214,7 @@ class Drainer:
                     log.warning("drain lease lost; leaving the buffer to its new holder")
                     return written
                 written += len(raw)
+                _report(len(raw), len(failures), time.monotonic() - started, left)
             if keeper.lost.is_set():
                 log.warning("drain lease lost while waiting for the store")
                 return written
@@ -389,6 +391,22 @@ def _trim_args(token: str, raw: list[bytes], failures: list[Failure]) -> dict[st
         args += f.claims.values()
     keys = [BUFFER_KEY, LEASE_KEY, SITE_BYTES_KEY, TOTAL_BYTES_KEY, deadletters.DEAD_LETTER_KEY]
     return {"keys": keys + claim_keys, "args": args}
+
+
+def _report(events: int, failed: int, seconds: float, left: int) -> None:
+    # One JSON log line and the metrics per committed batch (firsttag.logs, firsttag.metrics).
+    metrics.record_batch(events, failed, seconds)
+    log.info(
+        "drain batch",
+        extra={
+            "fields": {
+                "events": events,
+                "deadLettered": failed,
+                "durationMs": round(seconds * 1000, 3),
+                "backlog": left,
+            }
+        },
+    )
 
 
 def _queue_name() -> str:

@@ -20,6 +20,8 @@ from firsttag.events.buffer import BUFFER_KEY, TOTAL_BYTES_KEY
 from firsttag.wire import envelope
 
 HEARTBEAT_KEY = "firsttag:worker-heartbeat"
+# RQ's set of registered workers (every queue); its members expire with their TTL.
+RQ_WORKERS_KEY = "rq:workers"
 # A heartbeat older than this is gone: it says nothing about a worker any more.
 HEARTBEAT_TTL_S = 24 * 3600
 
@@ -116,3 +118,24 @@ def _age(head: bytes | None, now: float) -> float | None:
         return round(now - datetime.fromisoformat(received_at).timestamp(), 1)
     except ValueError:
         return None
+
+
+def snapshot(redis: Redis) -> dict[str, Any]:
+    """The pipeline's shared state in Redis: backlog, oldest event, dead letters, workers.
+
+    One round trip; raises ``redis.RedisError`` when Redis does not answer. Read by
+    ``GET /metrics`` (gauges), a worker's metrics port and ``firsttag status``.
+    """
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(BUFFER_KEY).get(TOTAL_BYTES_KEY).lindex(BUFFER_KEY, 0)
+        pipe.get(HEARTBEAT_KEY).xlen(deadletters.DEAD_LETTER_KEY).scard(RQ_WORKERS_KEY)
+        events, size, head, heartbeat, letters, workers = pipe.execute()
+    now = time.time()
+    return {
+        "backlog": int(events),
+        "backlogBytes": int(size or 0),
+        "oldestEventAgeSeconds": _age(head, now),
+        "heartbeatAgeSeconds": round(now - float(heartbeat), 1) if heartbeat else None,
+        "deadLetters": int(letters),
+        "workers": int(workers),
+    }

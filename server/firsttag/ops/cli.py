@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import click
 
-from firsttag import store
+from firsttag import logs, store
 from firsttag.config import Config
 
 
@@ -102,10 +103,107 @@ def worker(burst: bool, data_dir: str | None) -> None:
     config = _config(data_dir)
     if not config.redis_url:
         raise click.UsageError("FIRSTTAG_REDIS_URL is not set")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
+    private_metrics = _worker_metrics(config)
     store.connect(config.database_url).dispose()
     connection = Redis.from_url(config.redis_url)
-    DrainingWorker([config.queue_name], connection=connection).work(burst=burst)
+    try:
+        DrainingWorker([config.queue_name], connection=connection).work(
+            burst=burst, logging_level=logs.level_from_env()
+        )
+    finally:
+        if private_metrics:
+            shutil.rmtree(private_metrics, ignore_errors=True)
+
+
+def _worker_metrics(config: Config) -> str | None:
+    """Count in the host's metrics directory, or a private one; serve it if asked.
+
+    Under ``serve`` (or a systemd unit that sets ``PROMETHEUS_MULTIPROC_DIR``) the web's
+    ``/metrics`` on this host sums the worker's files. Otherwise the counts of the worker
+    and its work-horses go to a private directory (returned, to be removed on exit),
+    served on ``FIRSTTAG_WORKER_METRICS_PORT`` when that is set. Must run before
+    anything imports ``prometheus_client``.
+    """
+    private = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        private = tempfile.mkdtemp(prefix="metrics-worker-", dir=config.data_dir)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = private
+    port = os.environ.get("FIRSTTAG_WORKER_METRICS_PORT")
+    if port:
+        from prometheus_client import start_http_server
+        from redis import Redis
+
+        from firsttag import metrics
+        from firsttag.events.readiness import snapshot
+
+        redis = Redis.from_url(config.redis_url or "", socket_timeout=5)
+        gauges = metrics.PipelineCollector(lambda: snapshot(redis))
+        host = os.environ.get("FIRSTTAG_WORKER_METRICS_HOST") or "127.0.0.1"
+        start_http_server(int(port), host, registry=metrics.registry([gauges]))
+    return private
+
+
+@main.command()
+@data_dir_option
+def migrate(data_dir: str | None) -> None:
+    """Bring the database schema to this release's head (every process also does on start)."""
+    from sqlalchemy import make_url
+
+    config = _config(data_dir)
+    engine = store.connect(config.database_url, migrate=False)
+    where = make_url(config.database_url).render_as_string(hide_password=True)
+    before, after = store.upgrade(engine)
+    engine.dispose()
+    if before == after:
+        click.echo(f"{where}: at {after} (head {store.head_revision()}), nothing to do")
+    else:
+        click.echo(f"{where}: upgraded {before or 'nothing'} -> {after}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--processes", default=2, show_default=True, type=int, help="Web processes.")
+@data_dir_option
+def web(host: str, port: int, processes: int, data_dir: str | None) -> None:
+    """Run the web tier only, for a host of its own (needs a shared Redis and database).
+
+    Needs FIRSTTAG_REDIS_URL, FIRSTTAG_DATABASE_URL, FIRSTTAG_SECRET_KEY (the same on
+    every host) and FIRSTTAG_PUBLIC_URL. Workers run elsewhere (`firsttag worker`).
+    """
+    from firsttag.ops.supervisor import serve as run
+
+    missing = [
+        name
+        for name in ("FIRSTTAG_REDIS_URL", "FIRSTTAG_DATABASE_URL", "FIRSTTAG_SECRET_KEY")
+        if not os.environ.get(name)
+    ]
+    if missing:
+        raise click.UsageError(f"{', '.join(missing)} must be set: the hosts share them")
+    _owner_only_files()
+    config = _config(data_dir)
+    sys.exit(run(config, host, port, 0, processes, echo=click.echo))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@data_dir_option
+def status(as_json: bool, data_dir: str | None) -> None:
+    """Workers, backlog, lag, dead letters, schema and the last error, on one screen."""
+    from redis import Redis
+
+    from firsttag.ops.status import gather, render
+
+    config = _config(data_dir)
+    if not config.redis_url:
+        raise click.UsageError("FIRSTTAG_REDIS_URL is not set")
+    redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    engine = store.connect(config.database_url, migrate=False)
+    report = gather(redis, engine, config)
+    engine.dispose()
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
+    sys.exit(0 if report["ok"] else 1)
 
 
 @main.command()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from firsttag import store
 from firsttag.config import Config
+from firsttag.metrics import MULTIPROC_ENV, fresh_multiprocess_dir
 from firsttag.ops.embedded_redis import EmbeddedRedis
 
 #: Seconds before the first restart of a child that died; doubled for each further death.
@@ -200,7 +201,7 @@ def serve(
         )
         redis_url = redis.start()
         echo(f"firsttag: redis started ({redis_url}, maxmemory {config.redis_maxmemory} bytes)")
-    store.connect(config.database_url).dispose()  # create the schema once, before children
+    store.connect(config.database_url).dispose()  # migrate the schema once, before children
 
     env = dict(os.environ)
     env.update(
@@ -208,6 +209,10 @@ def serve(
         FIRSTTAG_DATABASE_URL=config.database_url,
         FIRSTTAG_REDIS_URL=redis_url,
         FIRSTTAG_PUBLIC_URL=config.public_url,
+    )
+    # One metrics directory for every child: the web's /metrics then sums the workers too.
+    env[MULTIPROC_ENV] = os.environ.get(MULTIPROC_ENV) or fresh_multiprocess_dir(
+        config.data_dir / "metrics"
     )
     python = sys.executable
     worker_children = [

@@ -31,6 +31,7 @@ from firsttag.web import (
     gtm,
     install,
     tags,
+    telemetry,
     tracking,
 )
 from firsttag.web.context import EXTENSION, Services, services
@@ -74,6 +75,7 @@ def create_app(config: Config | None = None) -> Flask:
         raise SystemExit(str(exc)) from None
 
     errors.register(app)
+    telemetry.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)

@@ -66,4 +66,5 @@ def charge_site(bucket: str, site: Site, cost: int = 1) -> None:
     per_minute = getattr(site.settings, f"{bucket}_rate_per_minute") or getattr(
         s.config, f"rate_{bucket}"
     )
+    g.site_id = site.id  # for the access log (firsttag.web.telemetry)
     enforce(s.limiter, [Limit(bucket, site.id, per_minute)], cost)

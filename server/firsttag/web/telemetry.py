@@ -1,0 +1,148 @@
+"""What each request leaves behind: Prometheus counts, one JSON access-log line, ``/metrics``.
+
+The path in the log and the ``endpoint`` label are built from the matched URL rule, with
+only the site ID filled in: a raw path can carry a signed session key
+(``/api/v1/sessions/<key>``) or anything a client typed, and the query string carries
+install-page tokens. Neither is ever logged or used as a label.
+
+``GET /metrics`` is not public: it answers only a request with
+``Authorization: Bearer $FIRSTTAG_METRICS_TOKEN``, or, when no token is configured, a
+request from a loopback peer that no proxy forwarded (no ``X-Forwarded-For``/``Forwarded``),
+so a Prometheus or ``curl`` on the same host works and nothing through nginx does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from firsttag import metrics
+from firsttag.events.readiness import snapshot
+from firsttag.web.context import services
+from firsttag.web.errors import APIError
+
+access_log = logging.getLogger("firsttag.access")
+
+#: URL arguments that are site IDs (public), and so may appear in a logged path.
+_PUBLIC_ARGS = ("site_id", "name")
+#: Blueprints whose POSTs carry events.
+_INGEST = ("api", "tracking")
+
+
+def register(app: Flask) -> None:
+    """Add the timing hooks and the ``/metrics`` route to ``app``."""
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.add_url_rule("/metrics", "metrics", _metrics)
+    collector = metrics.PipelineCollector(lambda: snapshot(services().redis))
+    # The registry is built per app (its pipeline gauges read this app's Redis).
+    app.extensions["firsttag.metrics"] = metrics.registry([collector])
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    status = response.status_code
+    metrics.REQUESTS.labels(endpoint, request.method, str(status)).inc()
+    metrics.LATENCY.labels(endpoint).observe(seconds)
+    if any(not v.allowed for v in g.get("rate_verdicts", ())):
+        metrics.RATE_LIMITED.labels(endpoint).inc()
+    elif request.method == "POST" and request.blueprint in _INGEST:
+        _count_events(status, response)
+    site = g.get("site_id") or _view_arg_site()
+    access_log.info(
+        "request",
+        extra={
+            "fields": {
+                "method": request.method,
+                "path": _public_path(),
+                "status": status,
+                "durationMs": round(seconds * 1000, 3),
+                "site": site,
+            }
+        },
+    )
+    return response
+
+
+def _count_events(status: int, response: Response) -> None:
+    if request.args.get("validate") in ("1", "true"):
+        return  # a dry run: nothing was queued
+    if status >= 400:
+        if status < 500 and status != 429:
+            metrics.EVENTS.labels("rejected").inc()
+        return
+    if request.blueprint == "api":  # browser events: duplicates are absorbed by the store
+        metrics.EVENTS.labels("accepted").inc()
+        return
+    body = response.get_json(silent=True) or {}
+    counts = body.get("counts")
+    if isinstance(counts, dict):  # a batch: each item on its own
+        for outcome in ("accepted", "duplicate", "rejected"):
+            if counts.get(outcome):
+                metrics.EVENTS.labels(outcome).inc(counts[outcome])
+        return
+    metrics.EVENTS.labels("duplicate" if body.get("duplicate") else "accepted").inc()
+
+
+def _view_arg_site() -> str | None:
+    args = request.view_args or {}
+    value = args.get("site_id") or args.get("name")
+    return str(value) if value else None
+
+
+def _public_path() -> str:
+    """The request's path with every URL argument except site IDs left as its placeholder."""
+    rule = request.url_rule
+    if rule is None:
+        return "<unmatched>"  # a path no rule knows may hold anything a client typed
+    path = rule.rule
+    for name, value in (request.view_args or {}).items():
+        if name in _PUBLIC_ARGS:
+            path = _fill(path, name, str(value))
+    return path
+
+
+def _fill(rule: str, name: str, value: str) -> str:
+    start = rule.find("<")
+    while start != -1:
+        end = rule.find(">", start)
+        if rule[start + 1 : end].split(":")[-1] == name:
+            return rule[:start] + value + rule[end + 1 :]
+        start = rule.find("<", end)
+    return rule
+
+
+def _metrics() -> Any:
+    """``GET /metrics``: this host's counts and the pipeline's gauges, Prometheus text format."""
+    _allow_scrape()
+    body = metrics.exposition(current_app.extensions["firsttag.metrics"])
+    return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _allow_scrape() -> None:
+    token = services().config.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise APIError(401, "metrics_token_required", "Authorization: Bearer <token>")
+        return
+    forwarded = request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded")
+    try:
+        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        loopback = False
+    if forwarded or not loopback:
+        raise APIError(
+            403, "metrics_forbidden", "set FIRSTTAG_METRICS_TOKEN to scrape from another host"
+        )

@@ -1,0 +1,93 @@
+"""One JSON log line per request and per drain batch, on stdout, and never a key in them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from firsttag.tag.install import install_link
+
+from tests.support import ServerProcess, config_env, wait_until
+from tests.test_tracking import selektable_order
+
+ORIGIN = "https://shop.example"
+
+
+@pytest.fixture
+def served(config, site, tmp_path):
+    env = config_env(config)
+    env.update(FIRSTTAG_LOG_LEVEL="debug")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = ServerProcess(["serve", "--workers", "1"], env, tmp_path / "serve.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_requests_and_batches_are_logged_as_json_without_any_key(
+    served, config, site_and_secret, tmp_path
+):
+    site, secret = site_and_secret
+    url = served.url
+    order = selektable_order("log_1")
+    requests.post(
+        f"{url}/api/webhooks/orders",
+        json=order,
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=5,
+    )
+    wrong_key = "sk_" + "x" * 40
+    requests.post(
+        f"{url}/api/webhooks/orders?key={wrong_key}",
+        json=order,
+        headers={"Authorization": f"Bearer {wrong_key}"},
+        timeout=5,
+    )
+    requests.get(f"{url}/{secret}", timeout=5)  # a key typed into a path: 404
+    link = install_link(site, url, config.secret_key)
+    token = link.split("token=", 1)[1]
+    assert requests.get(link, timeout=5).status_code == 200
+    registered = requests.post(
+        f"{url}/api/v1/sessions",
+        json={"siteKey": site.site_key, "visitorId": "v" * 32, "sessionId": "s" * 32},
+        headers={"Origin": ORIGIN},
+        timeout=5,
+    ).json()
+    session_key = registered["sessionKey"]
+    requests.get(
+        f"{url}/api/v1/sessions/{session_key}",
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=5,
+    )
+
+    def lines() -> list[dict]:
+        out = []
+        for raw in (tmp_path / "serve.log").read_text().splitlines():
+            if raw.startswith("{"):
+                out.append(json.loads(raw))
+        return out
+
+    wait_until(
+        lambda: any(line.get("msg") == "drain batch" for line in lines()), 30, "a batch line"
+    )
+    logged = lines()
+    requests_logged = [line for line in logged if line.get("msg") == "request"]
+    paths = {(line["method"], line["path"], line["status"]) for line in requests_logged}
+    assert ("POST", "/api/webhooks/orders", 200) in paths
+    assert ("POST", "/api/webhooks/orders", 401) in paths
+    assert ("GET", f"/sites/{site.id}/install", 200) in paths
+    assert any(p[:2] == ("GET", "/api/v1/sessions/<session_key>") for p in paths)
+    assert ("GET", "<unmatched>", 404) in paths or ("GET", "/<path:path>", 404) in paths
+    order_line = next(
+        line
+        for line in requests_logged
+        if line["path"] == "/api/webhooks/orders" and line["status"] == 200
+    )
+    assert order_line["site"] == site.id and order_line["durationMs"] >= 0
+    batch = next(line for line in logged if line.get("msg") == "drain batch")
+    assert batch["events"] >= 1 and batch["level"] == "info"
+
+    text = (tmp_path / "serve.log").read_text()
+    for secret_value in (secret, wrong_key, token, session_key, config.secret_key):
+        assert secret_value not in text
