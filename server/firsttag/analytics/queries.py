@@ -221,3 +221,20 @@ def timeseries(
         )
         day += timedelta(days=1)
     return {"start": start.isoformat(), "end": end.isoformat(), "data": days}
+
+
+def session_count(
+    engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
+) -> int:
+    """Sessions (visits, with or without a click) that began in [start, end] (UTC days)."""
+    lo, hi = _range(start, end)
+    s = store.sessions
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).where(
+                s.c.site_id == site.id,
+                _human(exclude_bots),
+                s.c.created_at >= lo,
+                s.c.created_at < hi,
+            )
+        ).scalar_one()

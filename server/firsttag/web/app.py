@@ -21,7 +21,7 @@ from firsttag.identity import SessionKeys
 from firsttag.limiter import RateLimiter
 from firsttag.sites import SiteDirectory
 from firsttag.tag.render import TagCache
-from firsttag.web import analytics, api, errors, gtm, install, tags, tracking
+from firsttag.web import analytics, api, dashboard, errors, gtm, install, tags, tracking
 from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
 from firsttag.web.ratelimit import add_headers
@@ -69,6 +69,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(analytics.bp)
     app.register_blueprint(gtm.bp)
     app.register_blueprint(install.bp)
+    dashboard.init_app(app)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.add_url_rule("/readyz", "readyz", _readyz)
     app.after_request(add_headers)
