@@ -264,8 +264,19 @@ def create_site(
     return site, secret_key
 
 
-def update_settings(engine: Engine, site_id: str, **changes: Any) -> Site:
-    """Change some settings of a site; returns the site as stored."""
+def update_settings(
+    engine: Engine, site_id: str, origins: list[str] | None = None, **changes: Any
+) -> Site:
+    """Change some settings of a site (and its origins, if given); returns the site as stored.
+
+    All or nothing: a bad setting or origin raises ValueError naming it and changes nothing.
+    """
+    values: dict[str, Any] = {}
+    if origins is not None:
+        clean = tuple(dict.fromkeys(normalise_origin(o) for o in origins if o.strip()))
+        if not clean:
+            raise ValueError("at least one origin is required")
+        values["origins"] = json.dumps(list(clean))
     with engine.begin() as conn:
         row = (
             conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().first()
@@ -282,7 +293,7 @@ def update_settings(engine: Engine, site_id: str, **changes: Any) -> Site:
         conn.execute(
             update(store.sites)
             .where(store.sites.c.id == site_id)
-            .values(settings=json.dumps(asdict(new)))
+            .values(settings=json.dumps(asdict(new)), **values)
         )
         row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().one()
     return _site(row)
@@ -294,24 +305,6 @@ def get_site(engine: Engine, site_id: str) -> Site | None:
         row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings()
         found = row.first()
     return _site(found) if found else None
-
-
-def update_origins(engine: Engine, site_id: str, origins: list[str]) -> Site:
-    """Replace the origins allowed to send browser events; ValueError naming a bad one."""
-    clean = tuple(dict.fromkeys(normalise_origin(o) for o in origins if o.strip()))
-    if not clean:
-        raise ValueError("at least one origin is required")
-    with engine.begin() as conn:
-        done = conn.execute(
-            update(store.sites)
-            .where(store.sites.c.id == site_id)
-            .values(origins=json.dumps(list(clean)))
-        ).rowcount
-    if not done:
-        raise ValueError(f"no site {site_id}")
-    found = get_site(engine, site_id)
-    assert found is not None
-    return found
 
 
 #: The longest grace period an old secret key may be given.

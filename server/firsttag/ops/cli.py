@@ -286,6 +286,11 @@ def settings_options(command: Any) -> Any:
             default=None,
             help=f"{what} per minute for this site (default: $FIRSTTAG_RATE_{name.upper()}).",
         )(command)
+    command = click.option(
+        "--time-zone",
+        default=None,
+        help="IANA time zone the dashboard counts days in, e.g. Europe/Paris (default UTC).",
+    )(command)
     return click.option(
         "--attribution-days",
         type=click.IntRange(1, 365),
@@ -310,6 +315,7 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "browser_rate_per_minute": options["browser_rate"],
         "server_rate_per_minute": options["server_rate"],
         "reads_rate_per_minute": options["reads_rate"],
+        "time_zone": options["time_zone"],
     }
 
 

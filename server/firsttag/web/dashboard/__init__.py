@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from firsttag.web.dashboard import auth, formatting, sites_page
+from firsttag.web.dashboard import auth, formatting, settings_page, sites_page
 from firsttag.web.dashboard.blueprint import bp
 
 __all__ = ["init_app"]
 
-_PAGES = (formatting, sites_page)  # imported for the routes and filters they add to bp
+_PAGES = (
+    formatting,
+    settings_page,
+    sites_page,
+)  # imported for the routes and filters they add to bp
 
 
 def init_app(app: Flask) -> None:
