@@ -102,6 +102,7 @@ def test_site_settings_from_the_cli(tmp_path):
         "browserRatePerMinute": None,
         "serverRatePerMinute": None,
         "readsRatePerMinute": None,
+        "timeZone": "UTC",
     }
     updated = run_cli(
         "sites",
@@ -122,6 +123,15 @@ def test_site_settings_from_the_cli(tmp_path):
         "sites", "update", site["id"], "--attribution-days", "0", "--data-dir", str(tmp_path)
     )
     assert bad.returncode == 2
+    zoned = run_cli(
+        "sites", "update", site["id"], "--time-zone", "Europe/Paris", "--data-dir", str(tmp_path)
+    )
+    assert json.loads(zoned.stdout)["settings"]["timeZone"] == "Europe/Paris"
+    bad_zone = run_cli(
+        "sites", "update", site["id"], "--time-zone", "Mars/Olympus", "--data-dir", str(tmp_path)
+    )
+    assert bad_zone.returncode == 2
+    assert "time zone must be an IANA name" in bad_zone.stderr
 
 
 def test_docs_api_md_is_generated_from_the_schemas():

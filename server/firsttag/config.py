@@ -36,6 +36,10 @@ variable                       default
 ``FIRSTTAG_RATE_SERVER``       ``60000`` server events per minute per site (secret key; a
                                batch counts its items); a site may set its own
 ``FIRSTTAG_RATE_READS``        ``600`` analytics and conversion reads per minute per site
+``FIRSTTAG_RATE_LOGIN``        ``10`` dashboard login attempts per minute from one client
+                               address, and as many for one email address
+``FIRSTTAG_SESSION_MAX_AGE_S`` ``43200`` (12 h): a dashboard login lasts this long, then
+                               the user signs in again
 ``FIRSTTAG_TRUSTED_PROXIES``   unset: the client is the TCP peer and ``X-Forwarded-For`` is
                                ignored. A count (``1``: one proxy in front) or
                                comma-separated CIDRs of the proxies (``10.0.0.0/8``)
@@ -104,6 +108,8 @@ class Config:
     wait_slots: int = 2
     wait_slots_site: int = 1
     metrics_token: str | None = None
+    rate_login: int = 10
+    session_max_age_s: int = 12 * 3600
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Config:
@@ -136,6 +142,8 @@ class Config:
             wait_slots=_int(env, "FIRSTTAG_WAIT_SLOTS", 2),
             wait_slots_site=_int(env, "FIRSTTAG_WAIT_SLOTS_SITE", 1),
             metrics_token=env.get("FIRSTTAG_METRICS_TOKEN") or None,
+            rate_login=_int(env, "FIRSTTAG_RATE_LOGIN", 10),
+            session_max_age_s=_int(env, "FIRSTTAG_SESSION_MAX_AGE_S", 12 * 3600),
             redis_maxmemory=_size(env, "FIRSTTAG_REDIS_MAXMEMORY", _default_maxmemory()),
         )
 

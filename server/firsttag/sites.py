@@ -4,6 +4,12 @@ A site has two keys. The publishable key (``pk_…``) may appear in pages and ca
 browser signals. The secret key (``sk_…``) is for servers: it is returned once by
 :func:`create_site` and only its SHA-256 digest is stored. A digest of a random 192-bit
 key needs no slow password hash: there is nothing to guess from.
+
+Keys can be replaced: :func:`rotate_secret_key` makes a new secret key and lets the old one
+work on for a grace period the owner picks (then never again; :func:`end_secret_grace`
+ends it early); :func:`rotate_site_key` replaces the publishable key at once. Running
+servers see a rotation within the :class:`SiteDirectory` TTL (10 s); the process that
+rotates calls :meth:`SiteDirectory.forget` and sees it at once.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -114,6 +123,8 @@ class Settings:
     server_rate_per_minute: int | None = None
     #: Analytics and conversion reads per minute; None: FIRSTTAG_RATE_READS.
     reads_rate_per_minute: int | None = None
+    #: The IANA time zone the dashboard's days (today, 7 days, this month) are counted in.
+    time_zone: str = "UTC"
 
     @classmethod
     def from_json(cls, raw: str | None) -> Settings:
@@ -142,7 +153,15 @@ class Settings:
             rate = getattr(self, f"{name}_rate_per_minute")
             if rate is not None and not 1 <= rate <= MAX_RATE_PER_MINUTE:
                 raise ValueError(f"{name} rate must be 1 to {MAX_RATE_PER_MINUTE:,} per minute")
+        if self.time_zone not in time_zones():
+            raise ValueError("time zone must be an IANA name such as Europe/Paris or UTC")
         return self
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names a site may pick (the system's database, else ``tzdata``)."""
+    return frozenset(available_timezones())
 
 
 def site_settings(conn: Any, site_id: str) -> Settings:
@@ -188,6 +207,7 @@ class Site:
                 "browserRatePerMinute": self.settings.browser_rate_per_minute,
                 "serverRatePerMinute": self.settings.server_rate_per_minute,
                 "readsRatePerMinute": self.settings.reads_rate_per_minute,
+                "timeZone": self.settings.time_zone,
             },
             "createdAt": self.created_at,
         }
@@ -244,8 +264,19 @@ def create_site(
     return site, secret_key
 
 
-def update_settings(engine: Engine, site_id: str, **changes: Any) -> Site:
-    """Change some settings of a site; returns the site as stored."""
+def update_settings(
+    engine: Engine, site_id: str, origins: list[str] | None = None, **changes: Any
+) -> Site:
+    """Change some settings of a site (and its origins, if given); returns the site as stored.
+
+    All or nothing: a bad setting or origin raises ValueError naming it and changes nothing.
+    """
+    values: dict[str, Any] = {}
+    if origins is not None:
+        clean = tuple(dict.fromkeys(normalise_origin(o) for o in origins if o.strip()))
+        if not clean:
+            raise ValueError("at least one origin is required")
+        values["origins"] = json.dumps(list(clean))
     with engine.begin() as conn:
         row = (
             conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().first()
@@ -254,16 +285,93 @@ def update_settings(engine: Engine, site_id: str, **changes: Any) -> Site:
             raise ValueError(f"no site {site_id}")
         current = asdict(Settings.from_json(row["settings"]))
         current.update({k: v for k, v in changes.items() if v is not None})
+        if current.get("tag_path") == "":  # an empty tag path removes it
+            current["tag_path"] = None
         if "counting_statuses" in current:
             current["counting_statuses"] = tuple(current["counting_statuses"])
         new = Settings(**current).validated()
         conn.execute(
             update(store.sites)
             .where(store.sites.c.id == site_id)
-            .values(settings=json.dumps(asdict(new)))
+            .values(settings=json.dumps(asdict(new)), **values)
         )
         row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings().one()
     return _site(row)
+
+
+def get_site(engine: Engine, site_id: str) -> Site | None:
+    """The site as stored now (no cache: pages that just changed it show the change)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings()
+        found = row.first()
+    return _site(found) if found else None
+
+
+#: The longest grace period an old secret key may be given.
+MAX_SECRET_GRACE = timedelta(days=30)
+
+
+def rotate_secret_key(engine: Engine, site_id: str, grace: timedelta) -> str:
+    """Give a site a new secret key and return it (shown once, stored hashed).
+
+    The old key keeps working for ``grace`` (0: it stops now), then never again. Only
+    one old key is kept: rotating again during a grace period ends the older key at once.
+    """
+    if not timedelta(0) <= grace <= MAX_SECRET_GRACE:
+        raise ValueError("grace period must be 0 to 30 days")
+    secret_key = "sk_" + secrets.token_hex(24)
+    expires = store.format_time(datetime.now(UTC) + grace)
+    t = store.sites
+    with engine.begin() as conn:
+        old = conn.execute(select(t.c.secret_hash).where(t.c.id == site_id)).scalar()
+        if old is None:
+            raise ValueError(f"no site {site_id}")
+        conn.execute(
+            update(t)
+            .where(t.c.id == site_id)
+            .values(
+                secret_hash=hash_secret(secret_key),
+                previous_secret_hash=old if grace else None,
+                previous_secret_expires_at=expires if grace else None,
+            )
+        )
+    return secret_key
+
+
+def end_secret_grace(engine: Engine, site_id: str) -> None:
+    """Stop the old secret key of a site now, before its grace period would have ended."""
+    t = store.sites
+    with engine.begin() as conn:
+        conn.execute(
+            update(t)
+            .where(t.c.id == site_id)
+            .values(previous_secret_hash=None, previous_secret_expires_at=None)
+        )
+
+
+def secret_grace_ends(engine: Engine, site_id: str) -> str | None:
+    """When the old secret key of a site stops working (a store timestamp), if it still does."""
+    t = store.sites
+    with engine.connect() as conn:
+        ends = conn.execute(
+            select(t.c.previous_secret_expires_at).where(t.c.id == site_id)
+        ).scalar()
+    return ends if ends and ends > store.utcnow() else None
+
+
+def rotate_site_key(engine: Engine, site_id: str) -> Site:
+    """Give a site a new publishable key; the old one stops at once (it is public anyway)."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(store.sites)
+            .where(store.sites.c.id == site_id)
+            .values(site_key="pk_" + secrets.token_hex(12))
+        ).rowcount
+    if not done:
+        raise ValueError(f"no site {site_id}")
+    found = get_site(engine, site_id)
+    assert found is not None
+    return found
 
 
 def list_sites(engine: Engine) -> list[Site]:
@@ -289,6 +397,26 @@ MISS_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True)
+class _Secrets:
+    """What the secret-key check needs of a site row: the digests and the grace period."""
+
+    current: str
+    previous: str | None
+    previous_until: str | None
+
+    def accepts(self, digest: str) -> bool:
+        """True when ``digest`` is the current key's, or the old key's within its grace."""
+        if hmac.compare_digest(self.current, digest):
+            return True
+        return (
+            self.previous is not None
+            and self.previous_until is not None
+            and hmac.compare_digest(self.previous, digest)
+            and store.utcnow() < self.previous_until
+        )
+
+
+@dataclass(frozen=True)
 class _SiteIndex:
     built_at: float
     origins: frozenset[str] = frozenset()
@@ -307,7 +435,7 @@ class SiteDirectory:
     def __init__(self, engine: Engine, ttl: float = 10.0) -> None:
         self._engine = engine
         self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, Site, str]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, Site, _Secrets]] = {}
         self._site_index = _SiteIndex(built_at=-MISS_REFRESH_S - ttl)
         self._lock = threading.Lock()
 
@@ -322,12 +450,23 @@ class SiteDirectory:
         return found[0] if found else None
 
     def by_secret_key(self, secret_key: str) -> Site | None:
-        """The site whose secret key this is, compared in constant time."""
+        """The site whose secret key this is, compared in constant time.
+
+        Also a replaced key during its grace period (see :func:`rotate_secret_key`); the
+        end of a grace period is checked on every call, cached or not.
+        """
         digest = hash_secret(secret_key)
-        found = self._lookup("secret_hash", digest)
-        if found and hmac.compare_digest(found[1], digest):
-            return found[0]
+        for column in ("secret_hash", "previous_secret_hash"):
+            found = self._lookup(column, digest)
+            if found and found[1].accepts(digest):
+                return found[0]
         return None
+
+    def forget(self, site_id: str) -> None:
+        """Drop every cached lookup of a site, so a change made here is seen at once."""
+        with self._lock:
+            for key in [k for k, v in self._cache.items() if v[1].id == site_id]:
+                del self._cache[key]
 
     def by_tag_path(self, path: str) -> Site | None:
         """The site whose custom tag path this is."""
@@ -362,7 +501,7 @@ class SiteDirectory:
         self._site_index = index
         return index
 
-    def _lookup(self, column: str, value: str) -> tuple[Site, str] | None:
+    def _lookup(self, column: str, value: str) -> tuple[Site, _Secrets] | None:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get((column, value))
@@ -373,7 +512,12 @@ class SiteDirectory:
             row = conn.execute(select(t).where(t.c[column] == value)).mappings().first()
         if row is None:
             return None
-        found = (_site(row), row["secret_hash"])
+        found = (
+            _site(row),
+            _Secrets(
+                row["secret_hash"], row["previous_secret_hash"], row["previous_secret_expires_at"]
+            ),
+        )
         with self._lock:
             self._cache[(column, value)] = (now + self._ttl, *found)
         return found

@@ -63,6 +63,31 @@ sites = Table(
     Column("origins", Text, nullable=False),  # JSON list of "scheme://host[:port]"
     Column("settings", Text, nullable=False, server_default="{}"),  # JSON, see sites.Settings
     Column("created_at", String(32), nullable=False),
+    # Key rotation (sites.rotate_secret_key): the replaced secret key's digest keeps
+    # working until ``previous_secret_expires_at`` (a store timestamp), then never again.
+    Column("previous_secret_hash", String(64), index=True),
+    Column("previous_secret_expires_at", String(32)),
+)
+
+# Dashboard users (firsttag/users.py). ``password_hash`` is an Argon2id PHC string.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),  # stored lower-case
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Who may see which site, and as what: ``role`` is ``owner`` or ``viewer``.
+site_grants = Table(
+    "site_grants",
+    metadata,
+    Column("user_id", Id, primary_key=True),
+    Column("site_id", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_site_grants_site", "site_id"),
 )
 
 sessions = Table(

@@ -335,3 +335,18 @@ def by_name(
                 revenue[currency] = revenue.get(currency, 0) + int(high) * _SPLIT + int(low)
             names[name] = (count + n, revenue)
     return sorted(((k, n, r) for k, (n, r) in names.items()), key=lambda x: (-x[1], x[0]))
+def session_count(
+    engine: Engine, site: Site, start: date, end: date, exclude_bots: bool = False
+) -> int:
+    """Sessions (visits, with or without a click) that began in [start, end] (UTC days)."""
+    lo, hi = _range(start, end)
+    s = store.sessions
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).where(
+                s.c.site_id == site.id,
+                _human(exclude_bots),
+                s.c.created_at >= lo,
+                s.c.created_at < hi,
+            )
+        ).scalar_one()

@@ -384,6 +384,11 @@ def settings_options(command: Any) -> Any:
             default=None,
             help=f"{what} per minute for this site (default: $FIRSTTAG_RATE_{name.upper()}).",
         )(command)
+    command = click.option(
+        "--time-zone",
+        default=None,
+        help="IANA time zone the dashboard counts days in, e.g. Europe/Paris (default UTC).",
+    )(command)
     return click.option(
         "--attribution-days",
         type=click.IntRange(1, 365),
@@ -408,6 +413,7 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "browser_rate_per_minute": options["browser_rate"],
         "server_rate_per_minute": options["server_rate"],
         "reads_rate_per_minute": options["reads_rate"],
+        "time_zone": options["time_zone"],
     }
 
 
@@ -492,6 +498,131 @@ def sites_list(data_dir: str | None) -> None:
             [s.public_dict() for s in list_sites(store.connect(config.database_url))], indent=2
         )
     )
+
+
+@main.group("users")
+def users_group() -> None:
+    """Dashboard users: create, list, grant and revoke sites, reset passwords."""
+
+
+def _password() -> str:
+    # Prompted (twice, hidden), never an option: command lines end up in shell history
+    # and in every process listing.
+    from firsttag.users import check_password
+
+    while True:
+        password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            return check_password(password)
+        except ValueError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            if not sys.stdin.isatty():
+                raise click.exceptions.Exit(2) from None
+
+
+role_option = click.option(
+    "--role",
+    type=click.Choice(["owner", "viewer"]),
+    default="viewer",
+    show_default=True,
+    help="owner: settings, keys and reports; viewer: reports only.",
+)
+
+
+@users_group.command("create")
+@click.option("--email", required=True, help="The user's email address (their login).")
+@click.option("--site", "site_id", default=None, help="Give the user this site at once.")
+@role_option
+@data_dir_option
+def users_create(email: str, site_id: str | None, role: str, data_dir: str | None) -> None:
+    """Create a dashboard user; the password is prompted for."""
+    from firsttag import users
+
+    engine = store.connect(_config(data_dir).database_url)
+    try:
+        email = users.normalise_email(email)
+        if users.find_user(engine, email):
+            raise ValueError(f"a user {email} exists already")
+        if site_id and not _site_exists(engine, site_id):
+            raise ValueError(f"no site {site_id}")
+        user = users.create_user(engine, email, _password())
+        if site_id:
+            users.grant(engine, user.email, site_id, role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    grants = f" ({role} of {site_id})" if site_id else ""
+    click.echo(f"created {user.email}{grants}")
+
+
+def _site_exists(engine: Any, site_id: str) -> bool:
+    from firsttag.sites import get_site
+
+    return get_site(engine, site_id) is not None
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@data_dir_option
+def users_list(as_json: bool, data_dir: str | None) -> None:
+    """List users and the sites each may see."""
+    from firsttag import users
+
+    found = users.list_users(store.connect(_config(data_dir).database_url))
+    if as_json:
+        out = [{"email": u.email, "createdAt": u.created_at, "sites": g} for u, g in found]
+        click.echo(json.dumps(out, indent=2))
+        return
+    for user, grants in found:
+        sites = ", ".join(f"{s} ({r})" for s, r in grants.items()) or "no sites"
+        click.echo(f"{user.email}\t{sites}")
+
+
+@users_group.command("grant")
+@click.option("--email", required=True)
+@click.option("--site", "site_id", required=True)
+@role_option
+@data_dir_option
+def users_grant(email: str, site_id: str, role: str, data_dir: str | None) -> None:
+    """Let a user see a site as owner or viewer (replaces the role they had there)."""
+    from firsttag import users
+
+    try:
+        users.grant(store.connect(_config(data_dir).database_url), email, site_id, role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"{email.strip().lower()} is {role} of {site_id}")
+
+
+@users_group.command("revoke")
+@click.option("--email", required=True)
+@click.option("--site", "site_id", required=True)
+@data_dir_option
+def users_revoke(email: str, site_id: str, data_dir: str | None) -> None:
+    """Take a site away from a user (their next page load is refused)."""
+    from firsttag import users
+
+    try:
+        done = users.revoke(store.connect(_config(data_dir).database_url), email, site_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"revoked {site_id} from {email}" if done else f"{email} had no grant on {site_id}")
+
+
+@users_group.command("reset-password")
+@click.option("--email", required=True)
+@data_dir_option
+def users_reset_password(email: str, data_dir: str | None) -> None:
+    """Set a new password (prompted); every session of the user ends."""
+    from firsttag import users
+
+    engine = store.connect(_config(data_dir).database_url)
+    if users.find_user(engine, email) is None:
+        raise click.BadParameter(f"no user {email.strip().lower()}")
+    try:
+        users.set_password(engine, email, _password())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"password of {email.strip().lower()} changed; their sessions have ended")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from firsttag.tag.render import TagCache
 from firsttag.web import (
     analytics,
     api,
+    dashboard,
     dub_analytics,
     dub_customers,
     dub_events,
@@ -88,6 +89,7 @@ def create_app(config: Config | None = None) -> Flask:
     for dub_bp in (dub_customers.bp, dub_events.bp, dub_analytics.bp):
         app.register_blueprint(dub_bp, url_prefix="/api/v1")
         app.register_blueprint(dub_bp, name=f"{dub_bp.name}_root")
+    dashboard.init_app(app)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.add_url_rule("/readyz", "readyz", _readyz)
     app.after_request(add_headers)
