@@ -223,12 +223,13 @@
 
     win[globalName] = api;
 
-    // Calls queued by the stub, in the order they were made.
+    // Re-send what an earlier page kept; then the calls queued by the stub, in the order
+    // they were made (after, so that their conversions are not sent twice).
+    savedConversions().map(send);
     var queued = api.q || [];
     queued.map(function (call) {
       api[call[0]].apply(api, call[1]);
     });
-    savedConversions().map(send);
     if (!ids.sessionKey) {
       register(doc.referrer);
     }
