@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import requests
@@ -159,15 +160,139 @@ def test_a_failed_conversion_is_resent_on_the_next_page_and_counted_once(browser
     context.close()
 
 
-def test_send_beacon_is_the_fallback_without_fetch(browser, firsttag, shop):
+def test_without_fetch_the_tag_still_gives_ids_and_never_throws(browser, firsttag, shop):
+    # Every browser since 2017 has fetch; the sendBeacon fallback cost bytes the stub and
+    # page() needed. A browser without it keeps working identities, sends nothing, throws nothing.
     context = browser.new_context()
     context.add_init_script("delete window.fetch")
     page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(shop.url + "/")
-    page.evaluate("firsttag.convert('NoFetch', {orderId: 'beacon_1', value: 5})")
-    found = wait_until(lambda: stored_with_order(firsttag, "beacon_1"), 20, "the beacon")
-    assert found[0]["name"] == "NoFetch"
+    assert HEX32.match(page.evaluate("firsttag.getIdentity().visitorId"))
+    page.evaluate("firsttag.convert('NoFetch', {orderId: 'nofetch_1'})")  # no throw
+    assert errors == []
     context.close()
+
+
+def test_calls_before_the_async_tag_has_loaded_are_queued_and_replayed(browser, firsttag, shop):
+    site = firsttag.site
+    shop.pages["stub"] = page_with(
+        site["tag"],  # the stub and the async script, as printed
+        "<script>window.early = firsttag.convert('Early', {orderId: 'stub_1', value: 100});"
+        "firsttag.convert('Second', {orderId: 'stub_2'});</script>",
+    )
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    held = []
+    page.route(
+        f"**/t/{site['id']}.js", lambda route: held.append(route)
+    )  # a slow tag: held until released
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: r.url.endswith("/api/v1/beacon") and sent.append(json.loads(r.post_data)["name"]),
+    )
+    page.goto(shop.url + "/p/stub", wait_until="domcontentloaded")
+    wait_until(lambda: held, 10, "the tag request")
+    # The inline calls ran before the tag: no ReferenceError, queued, nothing sent yet.
+    assert errors == [] and sent == []
+    assert page.evaluate("[window.early, firsttag.q.length, typeof firsttag.getIdentity]") == [
+        None,
+        2,
+        "undefined",
+    ]
+    held[0].continue_()
+    wait_until(lambda: pumped(page) and len(sent) == 2, 15, "the queued conversions")
+    assert sent == ["Early", "Second"]  # replayed in order
+    assert page.evaluate("typeof firsttag.convert('Late', {})") == "string"  # loaded: the ID
+    wait_until(lambda: stored_with_order(firsttag, "stub_2"), 20, "the queued conversion stored")
+    assert len(stored_with_order(firsttag, "stub_1")) == 1
+    assert errors == []
+    page.close()
+
+
+def pumped(page) -> bool:
+    """Let Playwright deliver the page's events (it does so only inside its own calls)."""
+    return page.evaluate("true")
+
+
+def registrations(page) -> list[dict]:
+    """The session registrations the page sends, in order."""
+    sent: list[dict] = []
+    page.on(
+        "request",
+        lambda r: (
+            r.method == "POST"
+            and r.url.endswith("/api/v1/sessions")
+            and sent.append(json.loads(r.post_data))
+        ),
+    )
+    return sent
+
+
+def new_session_key(page, old: str | None) -> str:
+    """The session key the page holds once it differs from ``old``."""
+    return wait_until(
+        lambda: page.evaluate(
+            f"(k => k != {json.dumps(old)} && k)(firsttag.getIdentity().sessionKey)"
+        ),
+        15,
+        "a new session key",
+    )
+
+
+def test_page_counts_a_route_change_only_with_campaign_parameters(browser, firsttag, shop):
+    page = browser.new_page()
+    sent = registrations(page)
+    page.goto(shop.url + "/")
+    first_key = new_session_key(page, None)
+    first = page.evaluate("firsttag.getIdentity()")
+    page.evaluate("history.pushState({}, '', '/cart'); firsttag.page()")
+    page.evaluate("history.pushState({}, '', '/sale?gclid=abc_1'); firsttag.page()")
+    wait_until(lambda: pumped(page) and len(sent) == 2, 15, "the route change with a click ID")
+    touch = sent[1]  # the /cart route change sent nothing
+    assert touch["url"] == shop.url + "/sale?gclid=abc_1"
+    assert touch["referrer"] == shop.url + "/cart"  # the route before, not document.referrer
+    assert touch["visitorId"] == first["visitorId"] and touch["sessionId"] != first["sessionId"]
+    key = new_session_key(page, first_key)
+    assert page.evaluate("firsttag.getIdentity().sessionId") == touch["sessionId"]
+    stored = wait_until(
+        lambda: (r := firsttag.api(f"/api/v1/sessions/{key}")).ok and r.json(), 20, "the touch"
+    )
+    assert (stored["visitorId"], stored["url"]) == (first["visitorId"], touch["url"])
+    page.evaluate("firsttag.page()")  # the same URL again: nothing
+    page.evaluate("history.pushState({}, '', '/x?utm_source=a'); firsttag.page()")
+    wait_until(lambda: pumped(page) and len(sent) == 3, 15, "the route change with UTM tags")
+    assert sent[2]["url"] == shop.url + "/x?utm_source=a"
+    page.close()
+
+
+def test_track_history_hooks_push_state_and_popstate(browser, firsttag, shop):
+    from e2e.conftest import Serve
+
+    admin = Serve(firsttag.data_dir)
+    admin.url = firsttag.url
+    spa = admin.create_site(shop.url, "--track-history", "--global-name", "spaTag")
+    assert spa["settings"]["trackHistory"] is True
+    shop.pages["spa"] = page_with(spa["tag"])
+    page = browser.new_page()
+    sent = registrations(page)
+    page.goto(shop.url + "/p/spa")
+    wait_until(lambda: pumped(page) and len(sent) == 1, 15, "the landing registration")
+    page.evaluate("history.pushState({}, '', '/p/spa/cart')")
+    page.evaluate("history.pushState({n: 1}, '', '/p/spa?utm_source=newsletter&utm_medium=email')")
+    wait_until(lambda: pumped(page) and len(sent) == 2, 15, "pushState onto a campaign URL")
+    page.evaluate("history.pushState({}, '', '/p/spa/checkout')")
+    page.go_back()  # popstate onto the campaign URL
+    wait_until(lambda: pumped(page) and len(sent) == 3, 15, "popstate onto a campaign URL")
+    assert [r["url"].split("/p/spa")[1] for r in sent[1:]] == [
+        "?utm_source=newsletter&utm_medium=email"
+    ] * 2
+    assert sent[2]["referrer"] == shop.url + "/p/spa/checkout"
+    assert page.evaluate("history.state") == {"n": 1}  # pushState itself still works
+    page.close()
 
 
 def test_serve_points_tags_at_its_own_address_whatever_the_host(firsttag):

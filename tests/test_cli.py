@@ -36,7 +36,9 @@ def test_sites_create_prints_keys_once_and_stores_only_a_hash(tmp_path):
     assert site["siteKey"].startswith("pk_")
     assert site["secretKey"].startswith("sk_")
     assert site["origins"] == ["https://shop.example", "http://localhost:3000"]
-    assert site["tag"] == f'<script src="http://127.0.0.1:8000/t/{site["id"]}.js" async></script>'
+    stub, script = site["tag"].split("\n")
+    assert stub.startswith("<script>window.firsttag=window.firsttag||{q:[]};")
+    assert script == f'<script src="http://127.0.0.1:8000/t/{site["id"]}.js" async></script>'
 
     raw = (tmp_path / "firsttag.db").read_bytes()
     assert site["secretKey"].encode() not in raw
@@ -97,6 +99,8 @@ def test_site_settings_from_the_cli(tmp_path):
         "globalName": "firsttag",
         "tagPath": None,
         "consentRequired": False,
+        "firstPartyPath": None,
+        "trackHistory": False,
         "countBrowserRevenue": False,
         "maxBrowserValue": 10_000_000,
         "browserRatePerMinute": None,
@@ -132,6 +136,21 @@ def test_site_settings_from_the_cli(tmp_path):
     )
     assert bad_zone.returncode == 2
     assert "time zone must be an IANA name" in bad_zone.stderr
+    first_party = run_cli(
+        "sites", "update", site["id"], "--first-party-path", "/ft", "--track-history",
+        "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    settings = json.loads(first_party.stdout)["settings"]
+    assert (settings["firstPartyPath"], settings["trackHistory"]) == ("/ft", True)
+    off = run_cli(
+        "sites", "update", site["id"], "--first-party-path", "", "--data-dir", str(tmp_path)
+    )
+    assert json.loads(off.stdout)["settings"]["firstPartyPath"] is None
+    for path in ("ft", "/ft/", "/f t", "/"):
+        refused = run_cli(
+            "sites", "update", site["id"], "--first-party-path", path, "--data-dir", str(tmp_path)
+        )
+        assert refused.returncode == 2 and "first-party path" in refused.stderr, path
 
 
 def test_docs_api_md_is_generated_from_the_schemas():
@@ -167,7 +186,7 @@ def test_sites_create_prints_the_configured_public_url(tmp_path):
         created = create(env_url, *args)
         assert created.returncode == 0, created.stderr
         site = json.loads(created.stdout)
-        assert site["tag"] == f'<script src="{expected}/t/{site["id"]}.js" async></script>'
+        assert site["tag"].endswith(f'\n<script src="{expected}/t/{site["id"]}.js" async></script>')
         assert site["installUrl"].startswith(f"{expected}/sites/{site['id']}/install?token=")
 
     for bad in ("javascript:alert(1)", "https://x.example/?a=1", "tags.example", "https://u:p@x"):

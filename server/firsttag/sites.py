@@ -35,6 +35,7 @@ from firsttag import money, store
 
 _GLOBAL_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
 _TAG_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,200}\.js$")
+_FIRST_PARTY_PATH = re.compile(r"^(/[A-Za-z0-9_-]{1,64}){1,4}$")
 _RESERVED = frozenset(
     [
         "break",
@@ -112,6 +113,12 @@ class Settings:
     tag_path: str | None = None
     #: Consent mode: nothing is written to storage or cookies before firsttag.consent(true).
     consent_required: bool = False
+    #: First-party mode: the path of the site's own origins that proxies to this server,
+    #: e.g. /ft. The tag then talks to it, and session registrations set the visitor and
+    #: click IDs as HttpOnly cookies of the site (web/firstparty.py). None: off.
+    first_party_path: str | None = None
+    #: Single-page apps: the tag calls page() on history.pushState and popstate.
+    track_history: bool = False
     #: Count values reported by browsers (firsttag.convert) as revenue. Off by default: the
     #: publishable key is public, so a browser value is a claim, not money a back end confirmed.
     count_browser_revenue: bool = False
@@ -147,6 +154,8 @@ class Settings:
             not _TAG_PATH.match(self.tag_path) or self.tag_path.startswith(("/api/", "/t/"))
         ):
             raise ValueError("tag path must look like /assets/app.js (not under /api/ or /t/)")
+        if self.first_party_path is not None and not _FIRST_PARTY_PATH.match(self.first_party_path):
+            raise ValueError("first-party path must look like /ft (no trailing slash)")
         if not 0 <= self.max_browser_value <= money.MAX_MINOR_UNITS:
             raise ValueError(f"max browser value must be 0 to {money.MAX_MINOR_UNITS} minor units")
         for name in ("browser", "server", "reads"):
@@ -202,6 +211,8 @@ class Site:
                 "globalName": self.settings.global_name,
                 "tagPath": self.settings.tag_path,
                 "consentRequired": self.settings.consent_required,
+                "firstPartyPath": self.settings.first_party_path,
+                "trackHistory": self.settings.track_history,
                 "countBrowserRevenue": self.settings.count_browser_revenue,
                 "maxBrowserValue": self.settings.max_browser_value,
                 "browserRatePerMinute": self.settings.browser_rate_per_minute,
@@ -287,6 +298,8 @@ def update_settings(
         current.update({k: v for k, v in changes.items() if v is not None})
         if current.get("tag_path") == "":  # an empty tag path removes it
             current["tag_path"] = None
+        if current.get("first_party_path") == "":  # `--first-party-path ''`: off
+            current["first_party_path"] = None
         if "counting_statuses" in current:
             current["counting_statuses"] = tuple(current["counting_statuses"])
         new = Settings(**current).validated()

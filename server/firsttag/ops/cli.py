@@ -361,6 +361,18 @@ def settings_options(command: Any) -> Any:
         help="Write nothing to storage or cookies before firsttag.consent(true).",
     )(command)
     command = click.option(
+        "--first-party-path",
+        default=None,
+        help="First-party mode: the path of the site's own origins proxied to this server, "
+        "e.g. /ft; the tag talks to it and the server keeps the IDs in an HttpOnly cookie "
+        "of the site ('' turns it off).",
+    )(command)
+    command = click.option(
+        "--track-history/--no-track-history",
+        default=None,
+        help="Single-page apps: call firsttag.page() on history.pushState and popstate.",
+    )(command)
+    command = click.option(
         "--count-browser-revenue/--no-count-browser-revenue",
         default=None,
         help="Count values reported by browsers (firsttag.convert) as revenue (default: no).",
@@ -408,6 +420,8 @@ def _settings_changes(options: dict[str, Any]) -> dict[str, Any]:
         "global_name": options["global_name"],
         "tag_path": options["tag_path"],
         "consent_required": options["consent_required"],
+        "first_party_path": options["first_party_path"],
+        "track_history": options["track_history"],
         "count_browser_revenue": options["count_browser_revenue"],
         "max_browser_value": options["max_browser_value"],
         "browser_rate_per_minute": options["browser_rate"],

@@ -43,7 +43,7 @@ SOURCE_NAME = "tag.js"
 MINIFIED_NAME = "tag.min.js"
 
 #: The string literals in tag.js that each site's values replace, after minifying.
-_PLACEHOLDERS = ("API_URL", "SITE_KEY", "GLOBAL_NAME", "CONSENT")
+_PLACEHOLDERS = ("API_URL", "SITE_KEY", "HISTORY", "GLOBAL_NAME", "CONSENT")
 _PLACEHOLDER = re.compile(r'"__FIRSTTAG_([A-Z_]+)__"')
 
 
@@ -70,24 +70,35 @@ def _minified_tag() -> str:
 TAG_BUDGET_GZIP = 1500
 
 
-def _tag_inputs(site: Site) -> tuple[str, str, bool]:
+_TagInputs = tuple[str, str, bool, str | None, bool]
+
+
+def _tag_inputs(site: Site) -> _TagInputs:
     # Everything of a site that reaches its tag; the render cache compares exactly these,
     # so a settings change that alters the tag is a miss and any other change is not.
     s = site.settings
-    return site.site_key, s.global_name, s.consent_required
+    return site.site_key, s.global_name, s.consent_required, s.first_party_path, s.track_history
+
+
+def site_base(site: Site, base_url: str) -> str:
+    """Where the pages of ``site`` reach this server: ``base_url``, or in first-party mode
+    the site's own path (``/ft``), which the browser resolves against each page's origin."""
+    return site.settings.first_party_path or base_url.rstrip("/")
 
 
 def render_tag(site: Site, base_url: str) -> bytes:
     """The minified tag of ``site`` talking to the server at ``base_url``.
 
+    In first-party mode the tag talks to the site's own path instead (:func:`site_base`).
     The same bytes are served at /t/<id>.js and written by ``firsttag build``.
     """
-    site_key, global_name, consent = _tag_inputs(site)
+    site_key, global_name, consent, _, track_history = _tag_inputs(site)
     # Jinja's |tojson escaping: JSON with < > & ' as \u escapes, so a value can close
     # neither its string nor a surrounding <script>. One pass: no value is read again.
     literals = {
-        "API_URL": htmlsafe_json_dumps(base_url.rstrip("/") + "/api/v1"),
+        "API_URL": htmlsafe_json_dumps(site_base(site, base_url) + "/api/v1"),
         "SITE_KEY": htmlsafe_json_dumps(site_key),
+        "HISTORY": "true" if track_history else "false",
         "GLOBAL_NAME": htmlsafe_json_dumps(global_name),
         "CONSENT": "true" if consent else "false",
     }
@@ -123,7 +134,7 @@ class TagCache:
         self.max_sites = max_sites
         #: Tags rendered so far (misses); tests and benchmarks read it.
         self.renders = 0
-        self._entries: OrderedDict[str, tuple[tuple[str, str, bool], RenderedTag]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[_TagInputs, RenderedTag]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -154,6 +165,33 @@ def tag_url(site: Site, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/t/{site.id}.js"
 
 
-def snippet(site: Site, base_url: str) -> str:
-    """The ``<script>`` line a site owner pastes into their pages."""
-    return f'<script src="{tag_url(site, base_url)}" async></script>'
+#: The methods the snippet's stub queues until the tag has loaded. ``getIdentity`` is not
+#: among them: it answers at once, so it exists only on the loaded tag.
+STUB_METHODS = ("convert", "consent", "page")
+
+
+def stub(global_name: str) -> str:
+    """The inline ``<script>`` that queues calls made before the (async) tag has loaded.
+
+    ``firsttag.convert(…)`` on a thank-you page then works whenever the tag arrives: the
+    call is kept as ``[method, arguments]`` in ``firsttag.q`` (it returns undefined), and
+    the tag replays the queue in order when it loads. ``global_name`` is a validated
+    JavaScript identifier (:class:`~firsttag.sites.Settings`), so it is safe here as is.
+    """
+    g = global_name
+    methods = ",".join(f'"{m}"' for m in STUB_METHODS)
+    return (
+        f"<script>window.{g}=window.{g}||{{q:[]}};[{methods}].forEach(function(m){{"
+        f"var f={g};f[m]=f[m]||function(){{f.q.push([m,arguments])}}}})</script>"
+    )
+
+
+def snippet(site: Site, base_url: str, integrity: str | None = None) -> str:
+    """What a site owner pastes into every page: the stub and the async ``<script>``.
+
+    In first-party mode the tag is loaded from the site's own path (``/ft/t/<id>.js``).
+    With ``integrity`` (an SRI value) the script line pins those exact bytes.
+    """
+    src = tag_url(site, site_base(site, base_url))
+    pinned = f' integrity="{integrity}" crossorigin="anonymous"' if integrity else ""
+    return f'{stub(site.settings.global_name)}\n<script src="{src}"{pinned} async></script>'

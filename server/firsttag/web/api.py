@@ -24,6 +24,7 @@ from firsttag.admission import conversion_event
 from firsttag.apispec.openapi import document
 from firsttag.bots import is_bot
 from firsttag.sites import Site
+from firsttag.web import firstparty
 from firsttag.web.context import services
 from firsttag.web.errors import APIError, field_error
 from firsttag.web.ratelimit import charge_client, charge_site
@@ -107,17 +108,18 @@ def register_session() -> Any:
     site = _publishable_site(body.siteKey, "siteKey")
     s = services()
     session_key = s.session_keys.issue(site.id, body.sessionId)
+    ids = firstparty.identify(site, body.visitorId, body.clickId)  # first-party cookie wins
     session = wire.Session(
         session_id=body.sessionId,
-        visitor_id=body.visitorId,
-        click_id=body.clickId,
+        visitor_id=ids.visitor_id,
+        click_id=ids.click_id,
         url=body.url,
         referrer=body.referrer,
         user_agent=request.headers.get("User-Agent", "")[:512] or None,
         bot=is_bot(request.headers.get("User-Agent"), body.webdriver),
     )
     s.buffer.push(wire.Event(site.id, store.utcnow(), session))
-    return {"sessionKey": session_key, "sessionId": body.sessionId, "visitorId": body.visitorId}
+    return firstparty.answer(site, ids, {"sessionKey": session_key, "sessionId": body.sessionId})
 
 
 @bp.route("/sessions/convert", methods=["POST", "OPTIONS"], provide_automatic_options=False)

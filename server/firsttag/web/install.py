@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from firsttag.endpoints import SERVER_KINDS
 from firsttag.sites import Site
 from firsttag.tag.install import linked_site_id
-from firsttag.tag.render import tag_url, templates_dir
+from firsttag.tag.render import snippet, templates_dir
 from firsttag.web.context import services
 from firsttag.web.errors import APIError
 from firsttag.web.requests import secret_site
@@ -88,16 +88,14 @@ def install_page(site_id: str) -> Response:
         raise APIError(404, "unknown_site", "no such site")
     base = s.config.public_url  # never the request's Host: people copy from this page
     integrity = s.tags.get(site).integrity  # the bytes /t/<id>.js serves, so SRI matches
-    script = (
-        f'<script src="{tag_url(site, base)}" integrity="{integrity}" '
-        'crossorigin="anonymous" async></script>'
-    )
+    script = snippet(site, base, integrity)
     html = (
         _environment()
         .get_template("install.html.j2")
         .render(
             site=site,
             script_tag=script,
+            public_url=base,
             examples=_examples(site, base),
             gtm={
                 "custom_html": f"{base}/gtm/{site.id}/custom-html",
