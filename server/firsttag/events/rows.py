@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from firsttag import sites, store
+from firsttag.analytics import rollups
 from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.bounds import json_default
 from firsttag.wire import Conversion, Customer, Event, Session, Verification
@@ -45,6 +46,7 @@ def write(conn: Any, events: list[Event]) -> None:
     for row in rows:
         if row["status"] is not None:
             store.upsert_order(conn, row)
+    rollups.refresh(conn, events)  # the dashboard's counts, in this same transaction
 
 
 def session_row(event: Event, s: Session) -> dict[str, Any]:
