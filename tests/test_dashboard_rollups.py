@@ -97,16 +97,16 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
             for n in range(20, 30)
         ]
         + [conversion(site.id, n, "conversion", "server", minute=n) for n in range(30, 35)]
-        + [order(site.id, "A", 7, "0001", "paid", 0), order(site.id, "B", 50, "0001", "paid", 0)]
+        + [order(site.id, "A", 7, "0001", "completed", 0), order(site.id, "B", 50, "0001", "completed", 0)]
     )
     drain(config, first)
     # Replays of everything, order A refunded in part then in full (reported an hour later,
     # in another bucket), order B cancelled, then an older version of B that must not win.
     later = [
-        order(site.id, "A", 70, "0002", "partially_refunded", 2_500),
+        order(site.id, "A", 70, "0002", "processing", 2_500),
         order(site.id, "A", 95, "0003", "refunded", 10_000),
         order(site.id, "B", 80, "0002", "cancelled", 0),
-        order(site.id, "B", 85, "0001", "paid", 0),
+        order(site.id, "B", 85, "0001", "completed", 0),
     ]
     drain(config, first + later + first)
 
