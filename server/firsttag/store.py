@@ -171,6 +171,8 @@ conversion_rollups = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("value_high", BigInteger, nullable=False),  # sum of (value - refunded) // 2**24
     Column("value_low", BigInteger, nullable=False),  # sum of (value - refunded) % 2**24
+    # Rows clustered by their key on SQLite: a range of buckets is one sequential read.
+    sqlite_with_rowid=False,
 )
 
 session_rollups = Table(
@@ -181,6 +183,7 @@ session_rollups = Table(
     Column("bot", Boolean, primary_key=True),
     Column("clicked", Boolean, primary_key=True),  # arrived with a click ID
     Column("sessions", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 customers = Table(

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, func, literal, select
 
 from firsttag import store
 from firsttag.analytics import rollups
@@ -109,7 +109,10 @@ def _filters(filters: dict[str, str]) -> list[Any]:
 def _day_case(column: Any, period: Period) -> Any:
     # Local days as bucket ranges: exact across DST changes (a day may be 23 or 25 hours).
     starts = [rollups.bucket_at(m) for m in period.day_starts()]
-    return case(*((column < b, i - 1) for i, b in enumerate(starts[1:], 1)), else_=len(starts) - 1)
+    if len(starts) == 1:
+        return literal(0)
+    whens = [(column < b, i - 1) for i, b in enumerate(starts[1:], 1)]
+    return case(*whens, else_=len(starts) - 1)
 
 
 def _add(totals: Totals, site: Site, row: Any) -> None:
@@ -212,6 +215,11 @@ def breakdown(
     with engine.connect() as conn:
         for row in _conversions(conn, site, period, filters, column):
             _add(rows.setdefault(row[0], Totals()), site, row)
+    return _ranked(rows)
+
+
+def _ranked(rows: dict[str, Totals]) -> list[tuple[str, Totals]]:
+    """Rows with something counted, most conversions first."""
     found = [(k, v) for k, v in rows.items() if v.leads or v.sales or v.browser_sales or v.other]
     found.sort(key=lambda kv: (-(kv[1].leads + kv[1].sales + kv[1].browser_sales + kv[1].other),
                                kv[0]))  # fmt: skip
@@ -231,26 +239,32 @@ def funnel(t: Totals) -> list[dict[str, Any]]:
 
 
 def report(engine: Engine, site: Site, period: Period, filters: dict[str, str]) -> dict[str, Any]:
-    """All the overview page shows: tiles now and before, the days, funnel, breakdowns."""
-    days = series(engine, site, period, filters)
+    """All the overview page shows: tiles now and before, the days, funnel, breakdowns.
+
+    One grouped read of the conversion rollups (by day and by every dimension) serves the
+    tiles, the days and every breakdown; one more serves the previous period's tiles.
+    """
+    t = store.conversion_rollups
+    keys = list(DIMENSIONS)
+    columns = [t.c[DIMENSIONS[k].column] for k in keys]
+    days = [(d.isoformat(), Totals()) for d in period.dates()]
     now = Totals()
-    for _, day in days:
-        now.sessions += day.sessions
-        now.click_sessions += day.click_sessions
-        now.leads += day.leads
-        now.sales += day.sales
-        now.browser_sales += day.browser_sales
-        now.other += day.other
-        for mine, theirs in (
-            (now.revenue, day.revenue),
-            (now.browser_revenue, day.browser_revenue),
-        ):
-            for currency, amount in theirs.items():
-                mine[currency] = mine.get(currency, 0) + amount
+    splits: dict[str, dict[str, Totals]] = {k: {} for k in keys}
+    with engine.connect() as conn:
+        day_c = _day_case(t.c.bucket, period).label("day")
+        for row in _conversions(conn, site, period, filters, day_c, *columns):
+            _add(days[int(row[0])][1], site, row)
+            _add(now, site, row)
+            for i, key in enumerate(keys, 1):
+                _add(splits[key].setdefault(row[i], Totals()), site, row)
+        day_s = _day_case(store.session_rollups.c.bucket, period).label("day")
+        for day, clicked, n in _sessions(conn, site, period, day_s):
+            _add_sessions(days[int(day)][1], clicked, n)
+            _add_sessions(now, clicked, n)
     return {
         "totals": now,
         "previous": totals(engine, site, period.previous(), filters),
         "series": days,
         "funnel": funnel(now),
-        "breakdowns": {key: breakdown(engine, site, period, key, filters) for key in DIMENSIONS},
+        "breakdowns": {key: _ranked(rows) for key, rows in splits.items()},
     }
