@@ -40,7 +40,8 @@ def _series(dialect: str, n: int) -> tuple[str, str]:
     """A FROM clause yielding i = 0 … n-1, and a WITH prefix if needed."""
     if dialect == "sqlite":
         return (
-            f"WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n - 1})",
+            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq "
+            f"WHERE i < {int(n) - 1})",
             "seq",
         )
     return "", f"generate_series(0::bigint, {n - 1}) AS seq(i)"
@@ -52,7 +53,7 @@ def _stamp(dialect: str, epoch_sql: str) -> str:
         return f"strftime('%Y-%m-%dT%H:%M:%S.000000Z', {epoch_sql}, 'unixepoch')"
     return (
         f"to_char(to_timestamp({epoch_sql}) AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
     )
 
 
@@ -67,12 +68,13 @@ def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> No
         conn.execute(
             text(
                 f"{with_} INSERT INTO sessions (site_id, session_id, visitor_id, click_id, url, "
-                f"referrer, user_agent, bot, created_at) SELECT '{site_id}', 's' || i, "
+                f"referrer, user_agent, bot, created_at) SELECT :site, 's' || i, "
                 f"'v' || (i % {max(sessions // 3, 1)}), "
                 "CASE WHEN i % 3 = 0 THEN 'click' || i ELSE NULL END, "
                 "'https://bench.example/p' || (i % 20), NULL, 'bench', "
-                f"(i % 50 = 0), {at} FROM {src}"
-            )
+                f"(i % 50 = 0), {at} FROM {src}"  # noqa: S608 (our own integers only)
+            ),
+            {"site": site_id},
         )
         with_, src = _series(dialect, conversions)
         at = _stamp(dialect, f"{end - span} + (i * {span}) / {conversions}")
@@ -81,7 +83,7 @@ def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> No
                 f"{with_} INSERT INTO conversions (site_id, dedup_key, kind, source, name, "
                 "visitor_id, click_id, customer_id, order_id, value, refunded, currency, status, "
                 "state_version, occurred_at, received_at, updated_at) SELECT "
-                f"'{site_id}', 'bench:' || i, "
+                ":site, 'bench:' || i, "
                 "CASE WHEN i % 10 < 6 THEN 'lead' WHEN i % 10 < 9 THEN 'sale' "
                 "ELSE 'conversion' END, "
                 "CASE WHEN i % 10 < 6 THEN 'track' WHEN i % 10 = 6 THEN 'browser' "
@@ -98,10 +100,16 @@ def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> No
                 "WHEN 2 THEN 'completed' WHEN 3 THEN 'pending' "
                 "WHEN 4 THEN 'cancelled' ELSE 'completed' END) ELSE NULL END, "
                 "CASE WHEN i % 10 = 7 THEN '0001' ELSE NULL END, "
-                f"{at}, {at}, {at} FROM {src}"
-            )
+                f"{at}, {at}, {at} FROM {src}"  # noqa: S608 (our own integers only)
+            ),
+            {"site": site_id},
         )
-    if dialect == "postgresql":
+    _analyze(engine)
+
+
+def _analyze(engine) -> None:
+    """Fresh planner statistics after a bulk load, as autovacuum would gather soon after."""
+    if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
     else:
@@ -160,6 +168,7 @@ def bench(url: str, sessions: int, conversions: int, days: int) -> None:
     with engine.begin() as conn:
         rollups.rebuild(conn, site.id)
     t2 = time.perf_counter()
+    _analyze(engine)
     with engine.connect() as conn:
         n_rollups = conn.execute(
             select(func.count()).select_from(store.conversion_rollups)
@@ -180,7 +189,9 @@ def bench(url: str, sessions: int, conversions: int, days: int) -> None:
     with engine.connect() as conn:
         leads = conn.execute(
             select(func.count()).where(
-                c.c.site_id == site.id, c.c.kind == "lead", c.c.occurred_at >= lo,
+                c.c.site_id == site.id,
+                c.c.kind == "lead",
+                c.c.occurred_at >= lo,
                 c.c.occurred_at < hi,
             )  # fmt: skip
         ).scalar_one()

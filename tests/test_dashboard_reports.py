@@ -223,7 +223,9 @@ def test_conversions_list_live_rows_detail_and_customer_journey(live_url, shop, 
     steps = re.findall(r'data-step="(\w+)"', journey)
     assert steps[0] == "touch" and {"lead", "sale", "refund"} <= set(steps)
     assert "USD 50.00" in journey and "EUR 75.00" in journey  # confirmed, net of refund
-    assert browser.get(f"{live_url}/sites/{shop.id}/customers/nobody", timeout=10).status_code == 404
+    assert (
+        browser.get(f"{live_url}/sites/{shop.id}/customers/nobody", timeout=10).status_code == 404
+    )
 
 
 def test_bad_report_arguments_are_a_400_naming_the_field(live_url, shop):
@@ -244,8 +246,15 @@ def _fill(engine, site_id: str, n: int) -> None:
         conn.execute(
             insert(store.conversions),
             [
-                {"site_id": site_id, "dedup_key": f"bulk:{i}", "kind": "lead", "source": "track",
-                 "name": "Sign Up " + "x" * 200, "occurred_at": now, "received_at": now}
+                {
+                    "site_id": site_id,
+                    "dedup_key": f"bulk:{i}",
+                    "kind": "lead",
+                    "source": "track",
+                    "name": "Sign Up " + "x" * 200,
+                    "occurred_at": now,
+                    "received_at": now,
+                }
                 for i in range(n)
             ],  # fmt: skip
         )

@@ -97,7 +97,10 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
             for n in range(20, 30)
         ]
         + [conversion(site.id, n, "conversion", "server", minute=n) for n in range(30, 35)]
-        + [order(site.id, "A", 7, "0001", "completed", 0), order(site.id, "B", 50, "0001", "completed", 0)]
+        + [
+            order(site.id, "A", 7, "0001", "completed", 0),
+            order(site.id, "B", 50, "0001", "completed", 0),
+        ]
     )
     drain(config, first)
     # Replays of everything, order A refunded in part then in full (reported an hour later,
