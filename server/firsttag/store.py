@@ -107,6 +107,8 @@ sessions = Table(
     # Attribution looks up a visitor's, or a click's, sessions in a time window.
     Index("ix_sessions_visitor", "site_id", "visitor_id", "created_at"),
     Index("ix_sessions_click", "site_id", "click_id", "created_at"),
+    # Rollup recounts (analytics/rollups.py) and exports read sessions by time.
+    Index("ix_sessions_time", "site_id", "created_at"),
 )
 
 # Kept apart from sessions so a verification never depends on the order in which the
@@ -155,11 +157,44 @@ conversions = Table(
     Column("updated_at", String(32)),
     UniqueConstraint("site_id", "dedup_key", name="uq_conversions_site_dedup"),
     Index("ix_conversions_time", "site_id", "occurred_at"),
+    # The dashboard's customer page reads one customer's conversions.
+    Index("ix_conversions_customer", "site_id", "customer_id"),
 )
 
 #: Sources sent with the publishable key: their values are reported by a browser, not
 #: confirmed, and count as revenue only where a site opts in (Settings.count_browser_revenue).
 BROWSER_SOURCES = ("browser",)
+
+# Dashboard rollups (firsttag/analytics/rollups.py): per site and UTC quarter hour, kept by
+# the worker in the rows' transaction by recounting the buckets a batch touched.
+# ``status`` and ``currency`` are "" where the row has none (they are part of the key).
+conversion_rollups = Table(
+    "conversion_rollups",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("bucket", String(16), primary_key=True),  # "YYYY-MM-DDTHH:MM", MM in 00|15|30|45
+    Column("kind", String(16), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("conversions", BigInteger, nullable=False),
+    Column("value_high", BigInteger, nullable=False),  # sum of (value - refunded) // 2**24
+    Column("value_low", BigInteger, nullable=False),  # sum of (value - refunded) % 2**24
+    # Rows clustered by their key on SQLite: a range of buckets is one sequential read.
+    sqlite_with_rowid=False,
+)
+
+session_rollups = Table(
+    "session_rollups",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("bot", Boolean, primary_key=True),
+    Column("clicked", Boolean, primary_key=True),  # arrived with a click ID
+    Column("sessions", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
 
 customers = Table(
     "customers",

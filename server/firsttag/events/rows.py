@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from firsttag import sites, store
+from firsttag.analytics import rollups
 from firsttag.analytics.attribution import attribute_from, touches, window_start
 from firsttag.bounds import json_default
 from firsttag.customer_ids import customer_id as public_customer_id
@@ -62,6 +63,7 @@ def write(conn: Any, events: list[Event]) -> None:
     for row in rows:
         if row["status"] is not None:
             store.upsert_order(conn, row)
+    rollups.refresh(conn, events)  # the dashboard's counts, in this same transaction
 
 
 def _erased_before(conn: Any, events: list[Event]) -> Callable[[str, str | None, str], bool]:

@@ -21,7 +21,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from firsttag.web.dashboard import auth, formatting, settings_page, sites_page
+from firsttag.web.dashboard import (  # the report pages (issue 9, reports slice)
+    auth,
+    conversions_page,
+    customer_page,
+    exports_page,
+    formatting,
+    overview_page,
+    settings_page,
+    sites_page,
+)
 from firsttag.web.dashboard.blueprint import bp
 
 __all__ = ["init_app"]
@@ -30,6 +39,10 @@ _PAGES = (
     formatting,
     settings_page,
     sites_page,
+    overview_page,
+    conversions_page,
+    customer_page,
+    exports_page,
 )  # imported for the routes and filters they add to bp
 
 

@@ -1,0 +1,244 @@
+"""Rollups: sessions and conversions pre-counted per site and quarter hour, for the dashboard.
+
+Why quarter hours (UTC): the dashboard shows days in each site's own time zone, and the
+zone can change. UTC days do not add up to local days, and rolling up by local day would
+have to be redone whenever a site changes its zone. Every time zone in use today is a
+whole number of quarter hours from UTC (India +5:30, Nepal +5:45, Chatham +12:45), so
+local midnight always falls on a quarter-hour boundary: any local day is a whole set of
+buckets, for any zone, with no rebuild. A 30-day overview reads 30 × 96 buckets.
+
+How they stay exact: the worker calls :func:`refresh` in the same transaction as the rows
+(:func:`firsttag.events.rows.write`). It does not add deltas; it recounts every bucket the
+batch touched from the stored rows (delete, then ``INSERT … SELECT … GROUP BY``). A
+replayed event, a refund, a status change or an older order version that the store refused
+all end the same way: the bucket equals a recount of the rows, because it *is* one. For
+an order update the bucket is the stored row's ``occurred_at`` (the update cannot move
+it), read back after the write. Buckets are small, so the recount costs one indexed range
+per touched quarter hour. The drain lease (:mod:`firsttag.events.buffer`) lets one batch
+be written at a time, so two recounts of one bucket never race.
+
+:func:`rebuild` recounts a whole site (or every site): for a database that existed before
+rollups, and for the benchmark's bulk load. :func:`recount` returns what the tables should
+hold, for tests and checks.
+
+What a bucket keeps: conversions per (kind, source, name, status, currency) with their
+count and net value (value − refunded, split in two sums as in
+:mod:`firsttag.analytics.queries` so no 64-bit sum can overflow); sessions per (bot,
+clicked). The site's settings (counting statuses, browser revenue) apply when reading, so
+changing them needs no rebuild.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select
+
+from firsttag import store
+from firsttag.wire import Conversion, Event, Session
+
+#: Net values are summed as ``net // SPLIT`` and ``net % SPLIT`` (see queries._SPLIT).
+SPLIT = 2**24
+
+#: A bucket is named by its start, ``YYYY-MM-DDTHH:MM`` (UTC), minutes 00, 15, 30 or 45.
+#: As text it sorts with the store's timestamps: ``"…T12:15" <= "…T12:15:00.000000Z"``.
+BUCKET_MINUTES = 15
+_BUCKET_CHUNK = 50  # ranges per recount statement
+_KEY_CHUNK = 500  # dedup keys per lookup
+
+conversion_rollups = store.conversion_rollups
+session_rollups = store.session_rollups
+
+
+def bucket_of(timestamp: str) -> str:
+    """The bucket holding a store timestamp (``2026-04-10T12:34:56.000000Z`` → ``…T12:30``)."""
+    minute = int(timestamp[14:16]) // BUCKET_MINUTES * BUCKET_MINUTES
+    return f"{timestamp[:14]}{minute:02d}"
+
+
+def bucket_at(moment: datetime) -> str:
+    """The bucket name of an aware instant that lies on a bucket boundary (or within one)."""
+    return bucket_of(store.format_time(moment))
+
+
+def _next(bucket: str) -> str:
+    moment = datetime.strptime(bucket, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+    return (moment + timedelta(minutes=BUCKET_MINUTES)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _bucket_sql(column: Any) -> Any:
+    # substr(ts, 1, 14) is "YYYY-MM-DDTHH:"; the minutes are floored to a quarter hour.
+    minutes = func.substr(column, 15, 2)
+    quarter = case(
+        (minutes < "15", "00"), (minutes < "30", "15"), (minutes < "45", "30"), else_="45"
+    )
+    return func.substr(column, 1, 14).concat(quarter)
+
+
+def _ranges(buckets: Iterable[str]) -> list[tuple[str, str]]:
+    """Sorted buckets as half-open [start, end) ranges, neighbours merged."""
+    out: list[tuple[str, str]] = []
+    for bucket in sorted(set(buckets)):
+        end = _next(bucket)
+        if out and out[-1][1] == bucket:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((bucket, end))
+    return out
+
+
+def _conversion_select(site_id: str, where: Any) -> Any:
+    c = store.conversions
+    bucket = _bucket_sql(c.c.occurred_at)
+    net = c.c.value - c.c.refunded
+    status = func.coalesce(c.c.status, "")
+    currency = func.coalesce(c.c.currency, "")
+    return (
+        select(
+            c.c.site_id,
+            bucket.label("bucket"),
+            c.c.kind,
+            c.c.source,
+            c.c.name,
+            status.label("status"),
+            currency.label("currency"),
+            func.count().label("conversions"),
+            func.coalesce(func.sum(net // SPLIT), 0).label("value_high"),
+            func.coalesce(func.sum(net % SPLIT), 0).label("value_low"),
+        )
+        .where(c.c.site_id == site_id, where)
+        .group_by(c.c.site_id, bucket, c.c.kind, c.c.source, c.c.name, status, currency)
+    )
+
+
+def _session_select(site_id: str, where: Any) -> Any:
+    s = store.sessions
+    bucket = _bucket_sql(s.c.created_at)
+    clicked = s.c.click_id.is_not(None)
+    return (
+        select(
+            s.c.site_id,
+            bucket.label("bucket"),
+            s.c.bot,
+            clicked.label("clicked"),
+            func.count().label("sessions"),
+        )
+        .where(s.c.site_id == site_id, where)
+        .group_by(s.c.site_id, bucket, s.c.bot, clicked)
+    )
+
+
+_CONVERSION_COLUMNS = [
+    "site_id", "bucket", "kind", "source", "name", "status", "currency",
+    "conversions", "value_high", "value_low",
+]  # fmt: skip
+_SESSION_COLUMNS = ["site_id", "bucket", "bot", "clicked", "sessions"]
+
+
+def _recount_buckets(conn: Any, site_id: str, buckets: set[str], sessions: bool) -> None:
+    table = session_rollups if sessions else conversion_rollups
+    column = store.sessions.c.created_at if sessions else store.conversions.c.occurred_at
+    ranges = _ranges(buckets)
+    for i in range(0, len(ranges), _BUCKET_CHUNK):
+        chunk = ranges[i : i + _BUCKET_CHUNK]
+        names = [b for b in buckets if any(lo <= b < hi for lo, hi in chunk)]
+        conn.execute(delete(table).where(table.c.site_id == site_id, table.c.bucket.in_(names)))
+        where = or_(*(and_(column >= lo, column < hi) for lo, hi in chunk))
+        make = _session_select if sessions else _conversion_select
+        columns = _SESSION_COLUMNS if sessions else _CONVERSION_COLUMNS
+        conn.execute(insert(table).from_select(columns, make(site_id, where)))
+
+
+def refresh(conn: Any, events: list[Event]) -> None:
+    """Recount the buckets ``events`` may have changed, on ``conn`` (the rows' transaction).
+
+    Call after the rows of ``events`` are written (see the module docstring).
+    """
+    session_buckets: dict[str, set[str]] = {}
+    keys: dict[str, set[str]] = {}
+    for event in events:
+        if isinstance(event.body, Session):
+            session_buckets.setdefault(event.site, set()).add(bucket_of(event.received_at))
+        elif isinstance(event.body, Conversion):
+            keys.setdefault(event.site, set()).add(event.body.dedup_key)
+    for site_id, buckets in session_buckets.items():
+        _recount_buckets(conn, site_id, buckets, sessions=True)
+    c = store.conversions
+    for site_id, site_keys in keys.items():
+        ordered = sorted(site_keys)
+        buckets: set[str] = set()
+        for i in range(0, len(ordered), _KEY_CHUNK):
+            # The stored time, not the event's: an order update keeps its first time.
+            buckets.update(
+                bucket_of(t)
+                for t in conn.execute(
+                    select(c.c.occurred_at).where(
+                        c.c.site_id == site_id, c.c.dedup_key.in_(ordered[i : i + _KEY_CHUNK])
+                    )
+                ).scalars()
+            )
+        if buckets:
+            _recount_buckets(conn, site_id, buckets, sessions=False)
+
+
+def _site_ids(conn: Any, site_id: str | None) -> list[str]:
+    if site_id is not None:
+        return [site_id]
+    return list(conn.execute(select(store.sites.c.id).order_by(store.sites.c.id)).scalars())
+
+
+def rebuild(conn: Any, site_id: str | None = None) -> None:
+    """Recount every bucket of ``site_id`` (or of every site) from the stored rows."""
+    for sid in _site_ids(conn, site_id):
+        for table in (conversion_rollups, session_rollups):
+            conn.execute(delete(table).where(table.c.site_id == sid))
+        conn.execute(
+            insert(conversion_rollups).from_select(
+                _CONVERSION_COLUMNS, _conversion_select(sid, literal(True))
+            )
+        )
+        conn.execute(
+            insert(session_rollups).from_select(
+                _SESSION_COLUMNS, _session_select(sid, literal(True))
+            )
+        )
+
+
+def recount(conn: Any, site_id: str) -> dict[str, set[tuple[Any, ...]]]:
+    """What the rollups of ``site_id`` should hold, counted now from the rows (for checks)."""
+    return {
+        "conversions": {
+            _normal(r) for r in conn.execute(_conversion_select(site_id, literal(True)))
+        },
+        "sessions": {_normal(r) for r in conn.execute(_session_select(site_id, literal(True)))},
+    }
+
+
+def stored(conn: Any, site_id: str) -> dict[str, set[tuple[Any, ...]]]:
+    """What the rollups of ``site_id`` hold now (for checks against :func:`recount`)."""
+    out = {}
+    for name, table, columns in (
+        ("conversions", conversion_rollups, _CONVERSION_COLUMNS),
+        ("sessions", session_rollups, _SESSION_COLUMNS),
+    ):
+        query = select(*(table.c[k] for k in columns)).where(table.c.site_id == site_id)
+        out[name] = {_normal(r) for r in conn.execute(query)}
+    return out
+
+
+def _normal(row: Any) -> tuple[Any, ...]:
+    # PostgreSQL sums as numeric; booleans may come back as 0/1 on SQLite.
+    return tuple(int(v) if not isinstance(v, str) else v for v in row)
+
+
+__all__ = [
+    "BUCKET_MINUTES",
+    "bucket_at",
+    "bucket_of",
+    "rebuild",
+    "recount",
+    "refresh",
+    "stored",
+]
