@@ -12,8 +12,15 @@ import json
 from typing import Any
 
 from firsttag import sites, store
-from firsttag.analytics.attribution import attribute_from, touches, window_start
+from firsttag.analytics.attribution import (
+    attribute_from,
+    credited_sessions,
+    touches,
+    window_start,
+)
 from firsttag.bounds import json_default
+from firsttag.touches import device as device_of
+from firsttag.touches import parse as touch_of
 from firsttag.wire import Conversion, Customer, Event, Session, Verification
 
 
@@ -23,12 +30,14 @@ def write(conn: Any, events: list[Event]) -> None:
     Customers are written before conversions, so a lead's conversion in the same batch
     finds the click of its customer.
     """
-    store.insert_ignoring_duplicates(
-        conn,
-        store.sessions,
-        [session_row(e, e.body) for e in events if isinstance(e.body, Session)],
-        ["site_id", "session_id"],
-    )
+    origins: dict[str, tuple[str, ...]] = {}
+    session_rows = []
+    for e in events:
+        if isinstance(e.body, Session):
+            if e.site not in origins:
+                origins[e.site] = sites.site_origins(conn, e.site)
+            session_rows.append(session_row(e, e.body, origins[e.site]))
+    store.insert_ignoring_duplicates(conn, store.sessions, session_rows, ["site_id", "session_id"])
     store.record_verifications(
         conn, [verification_row(e, e.body) for e in events if isinstance(e.body, Verification)]
     )
@@ -47,9 +56,15 @@ def write(conn: Any, events: list[Event]) -> None:
             store.upsert_order(conn, row)
 
 
-def session_row(event: Event, s: Session) -> dict[str, Any]:
-    """The ``sessions`` row of a session event."""
+def session_row(event: Event, s: Session, origins: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The ``sessions`` row of a session event, with where the visit came from.
+
+    ``origins`` are the site's own: a referrer from one of them is not a touch.
+    """
+    touch = touch_of(s.url, s.referrer, origins, s.click_id)
     return {
+        **touch.columns(),
+        "device": device_of(s.user_agent, bool(s.bot)),
         "site_id": event.site,
         "session_id": s.session_id,
         "visitor_id": s.visitor_id,
@@ -133,6 +148,7 @@ def conversion_row(
         "metadata": _json(c.metadata),
         "fingerprint": _json(c.fingerprint),
         "attribution": _json(attribution),
+        **credited_sessions(attribution),
         "url": c.url,
         "occurred_at": c.occurred_at,
         "received_at": event.received_at,
