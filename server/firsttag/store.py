@@ -135,6 +135,7 @@ conversions = Table(
     Column("first_touch_session_id", String(64)),
     Column("last_touch_session_id", String(64)),
     Column("last_non_direct_session_id", String(64)),
+    Column("attribution_type", String(16)),  # direct, assisted or none (attribution.type)
     UniqueConstraint("site_id", "dedup_key", name="uq_conversions_site_dedup"),
     Index("ix_conversions_time", "site_id", "occurred_at"),
 )

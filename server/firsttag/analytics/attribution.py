@@ -155,9 +155,10 @@ def attribute_from(
 
 
 def credited_sessions(attribution: dict[str, Any]) -> dict[str, str | None]:
-    """The ``conversions`` columns naming the session each model credits."""
+    """The ``conversions`` columns naming the session each model credits, and the type."""
     models = attribution.get("models") or {}
-    return {column: (models.get(name) or {}).get("sessionId") for name, column in MODELS.items()}
+    columns = {c: (models.get(name) or {}).get("sessionId") for name, c in MODELS.items()}
+    return {**columns, "attribution_type": attribution.get("type")}
 
 
 def _is_touch(row: Any) -> bool:
