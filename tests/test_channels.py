@@ -65,7 +65,8 @@ def backend(live_url, site_and_secret, config) -> Backend:
     return Backend(live_url, site_and_secret[1], config.redis_url)
 
 
-def register(url: str, site, visitor, session, path, referrer, user_agent) -> None:
+def register(url: str, site, visitor, session, path, referrer, user_agent) -> str:
+    """Register a visit as the tag does; its signed session key."""
     body = {"siteKey": site.site_key, "visitorId": visitor, "sessionId": session}
     body["url"] = ORIGIN + path
     if referrer:
@@ -81,6 +82,7 @@ def register(url: str, site, visitor, session, path, referrer, user_agent) -> No
         timeout=30,
     )
     assert response.status_code == 200, response.text
+    return response.json()["sessionKey"]
 
 
 def stored_sessions(engine) -> dict[str, Any]:
@@ -187,6 +189,38 @@ def test_each_visit_is_stored_with_its_touch(journeys, engine):
     assert (rows["b1" * 16]["click_id_type"], rows["b1" * 16]["click_id_value"]) == (
         "gclid",
         "EAIaIQob",
+    )
+
+
+def test_the_session_api_shows_the_touch(backend, site, engine, worker):
+    key = register(
+        backend.url,
+        site,
+        "f" * 32,
+        "f1" * 16,
+        "/?utm_source=Newsletter&utm_medium=email&utm_campaign=bf",
+        None,
+        IPHONE,
+    )
+    session = wait_until(
+        lambda: (
+            (
+                r := requests.get(
+                    f"{backend.url}/api/v1/sessions/{key}", headers=backend.headers, timeout=30
+                )
+            )
+            and r.ok
+            and r.json()
+        ),
+        20,
+        "the session's touch",
+    )
+    touch = session["touch"]
+    assert (touch["channel"], touch["source"], touch["campaign"], touch["device"]) == (
+        "email",
+        "newsletter",
+        "bf",
+        "mobile",
     )
 
 

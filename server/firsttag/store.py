@@ -302,6 +302,19 @@ def get_session(engine: Engine, site_id: str, session_id: str) -> dict[str, Any]
         "createdAt": row["created_at"],
         "verified": row["verified_at"] is not None,
         "verifiedAt": row["verified_at"],
+        # Where the visit came from (firsttag/touches.py); null before the worker parsed it.
+        "touch": {
+            "channel": row["channel"],
+            "source": row["source"],
+            "medium": row["medium"],
+            "campaign": row["campaign"],
+            "term": row["term"],
+            "content": row["content"],
+            "clickIdType": row["click_id_type"],
+            "clickIdValue": row["click_id_value"],
+            "landingPage": row["landing_page"],
+            "device": row["device"],
+        },
     }
 
 
