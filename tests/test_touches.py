@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from firsttag.touches import device, parse
+from firsttag.touches import CHANNELS, device, parse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SHOP = ("https://shop.example",)
 
@@ -194,6 +196,8 @@ def test_utm_keys_any_case_first_value_wins_and_values_are_bounded():
         "red mugs",
     )
     assert t.content == "x" * 255
+    long_host = parse("https://shop.example/", "https://" + "a" * 300 + ".example/", SHOP)
+    assert long_host.channel == "referral" and len(long_host.source) == 255
 
 
 @pytest.mark.parametrize(
@@ -240,3 +244,20 @@ def test_device_from_the_user_agent(ua, expected):
 def test_a_session_flagged_as_a_bot_is_a_bot_device():
     assert device(UA["windows"], bot=True) == "bot"
     assert device(None) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.one_of(st.none(), st.text(max_size=200), st.from_regex(r"https?://[^\s]{0,2000}")),
+    referrer=st.one_of(st.none(), st.text(max_size=200), st.from_regex(r"https?://[^\s]{0,600}")),
+    click=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
+    ua=st.one_of(st.none(), st.text(max_size=300)),
+)
+def test_any_input_gives_a_known_channel_and_never_raises(url, referrer, click, ua):
+    # The worker parses every session: an exception here would dead-letter a real visit.
+    t = parse(url, referrer, SHOP, click)
+    assert t.channel in CHANNELS
+    values = t.columns()
+    assert len(values.pop("landing_page") or "") <= 1000
+    assert all(v is None or len(v) <= 255 for v in values.values())  # the column widths
+    assert device(ua) in (None, "desktop", "mobile", "tablet", "bot", "other")

@@ -170,7 +170,7 @@ def parse(
         channel = "other" if source else "direct"
     return Touch(
         channel=channel,
-        source=source,
+        source=_clip(source) if source else None,
         medium=medium,
         campaign=utm["campaign"],
         term=utm["term"],
