@@ -12,15 +12,9 @@ import json
 from typing import Any
 
 from firsttag import sites, store
-from firsttag.analytics.attribution import (
-    attribute_from,
-    credited_sessions,
-    touches,
-    window_start,
-)
+from firsttag import touches as visit_touches
+from firsttag.analytics.attribution import attribute_from, credited_sessions, touches, window_start
 from firsttag.bounds import json_default
-from firsttag.touches import device as device_of
-from firsttag.touches import parse as touch_of
 from firsttag.wire import Conversion, Customer, Event, Session, Verification
 
 
@@ -30,14 +24,12 @@ def write(conn: Any, events: list[Event]) -> None:
     Customers are written before conversions, so a lead's conversion in the same batch
     finds the click of its customer.
     """
-    origins: dict[str, tuple[str, ...]] = {}
-    session_rows = []
-    for e in events:
-        if isinstance(e.body, Session):
-            if e.site not in origins:
-                origins[e.site] = sites.site_origins(conn, e.site)
-            session_rows.append(session_row(e, e.body, origins[e.site]))
-    store.insert_ignoring_duplicates(conn, store.sessions, session_rows, ["site_id", "session_id"])
+    store.insert_ignoring_duplicates(
+        conn,
+        store.sessions,
+        session_rows(conn, events),
+        ["site_id", "session_id"],
+    )
     store.record_verifications(
         conn, [verification_row(e, e.body) for e in events if isinstance(e.body, Verification)]
     )
@@ -56,15 +48,9 @@ def write(conn: Any, events: list[Event]) -> None:
             store.upsert_order(conn, row)
 
 
-def session_row(event: Event, s: Session, origins: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The ``sessions`` row of a session event, with where the visit came from.
-
-    ``origins`` are the site's own: a referrer from one of them is not a touch.
-    """
-    touch = touch_of(s.url, s.referrer, origins, s.click_id)
+def session_row(event: Event, s: Session) -> dict[str, Any]:
+    """The ``sessions`` row of a session event."""
     return {
-        **touch.columns(),
-        "device": device_of(s.user_agent, bool(s.bot)),
         "site_id": event.site,
         "session_id": s.session_id,
         "visitor_id": s.visitor_id,
@@ -75,6 +61,26 @@ def session_row(event: Event, s: Session, origins: tuple[str, ...] = ()) -> dict
         "bot": bool(s.bot),
         "created_at": event.received_at,
     }
+
+
+def session_rows(conn: Any, events: list[Event]) -> list[dict[str, Any]]:
+    """The ``sessions`` rows of the session events, each with where its visit came from."""
+    origins: dict[str, tuple[str, ...]] = {}
+    rows = []
+    for event in events:
+        if isinstance(event.body, Session):
+            if event.site not in origins:
+                origins[event.site] = sites.site_origins(conn, event.site)
+            rows.append(
+                {**session_row(event, event.body), **touch_columns(event.body, origins[event.site])}
+            )
+    return rows
+
+
+def touch_columns(s: Session, origins: tuple[str, ...]) -> dict[str, Any]:
+    """The touch of a session (:mod:`firsttag.touches`); ``origins`` are the site's own."""
+    touch = visit_touches.parse(s.url, s.referrer, origins, s.click_id)
+    return {**touch.columns(), "device": visit_touches.device(s.user_agent, bool(s.bot))}
 
 
 def verification_row(event: Event, v: Verification) -> dict[str, Any]:
