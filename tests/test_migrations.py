@@ -13,6 +13,7 @@ import sys
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from firsttag import store
 
 from tests.support import wait_until
@@ -182,3 +183,51 @@ def test_the_password_of_the_database_is_not_printed(tmp_path, database_url):
     )
     assert done.returncode != 0
     assert "hunter2secret" not in done.stdout + done.stderr
+
+
+def test_upgrading_to_touches_classifies_the_visits_and_counts_the_rollups_already_stored(
+    database_url,
+):
+    # A store from before revisions 0004 (rollups) and 0005 (touches), with a visit from a
+    # newsletter and a sale on it: after the upgrade the overview and the channel reports
+    # see them without waiting for new traffic.
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(store._alembic_config(conn), "0003")
+        conn.execute(
+            sa.text(
+                "INSERT INTO sites (id, name, site_key, secret_hash, origins, settings, "
+                "created_at) VALUES ('st_1', 'Shop', 'pk_1', 'h', "
+                "'[\"https://shop.example\"]', '{}', '2026-11-01T00:00:00.000000Z')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sessions (site_id, session_id, visitor_id, url, referrer, "
+                "user_agent, bot, created_at) VALUES ('st_1', 's1', 'v1', "
+                "'https://shop.example/p?utm_source=Newsletter&utm_medium=email"
+                "&utm_campaign=bf', 'https://shop.example/', 'Mozilla/5.0', false, "
+                "'2026-11-01T10:00:00.000000Z')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO conversions (site_id, dedup_key, kind, source, name, value, "
+                "currency, occurred_at, received_at) VALUES ('st_1', 'sale:i1', 'sale', "
+                "'track', 'Purchase', 4900, 'EUR', '2026-11-01T10:05:00.000000Z', "
+                "'2026-11-01T10:05:00.000000Z')"
+            )
+        )
+    engine.dispose()
+    engine = store.connect(database_url)
+    assert store.current_revision(engine) == store.head_revision()
+    with engine.connect() as conn:
+        touch = conn.execute(
+            sa.text("SELECT channel, source, medium, campaign, landing_page FROM sessions")
+        ).one()
+        rolled = conn.execute(
+            sa.text("SELECT SUM(conversions) FROM conversion_rollups WHERE site_id = 'st_1'")
+        ).scalar()
+    assert tuple(touch) == ("email", "newsletter", "email", "bf", "/p")
+    assert rolled == 1
+    engine.dispose()

@@ -183,6 +183,12 @@ def site_settings(conn: Any, site_id: str) -> Settings:
     return Settings.from_json(raw)
 
 
+def site_origins(conn: Any, site_id: str) -> tuple[str, ...]:
+    """The origins of a site read on ``conn`` (empty for an unknown site)."""
+    raw = conn.execute(select(store.sites.c.origins).where(store.sites.c.id == site_id)).scalar()
+    return tuple(json.loads(raw)) if raw else ()
+
+
 @dataclass(frozen=True)
 class Site:
     """One customer website as the request path sees it (no secret material)."""

@@ -103,6 +103,18 @@ sessions = Table(
     Column("user_agent", Text),
     Column("bot", Boolean, nullable=False, server_default=false()),  # see firsttag/bots.py
     Column("created_at", String(32), nullable=False),
+    # Where the visit came from, parsed by the worker (firsttag/touches.py); NULL on rows
+    # stored before these columns existed.
+    Column("channel", String(32)),
+    Column("source", String(255)),
+    Column("medium", String(255)),
+    Column("campaign", String(255)),
+    Column("term", String(255)),
+    Column("content", String(255)),
+    Column("click_id_type", String(16)),  # gclid, fbclid, …, dub_id
+    Column("click_id_value", String(255)),
+    Column("landing_page", Text),  # the path, without the query
+    Column("device", String(16)),  # desktop, mobile, tablet, bot, other
     UniqueConstraint("site_id", "session_id", name="uq_sessions_site_session"),
     # Attribution looks up a visitor's, or a click's, sessions in a time window.
     Index("ix_sessions_visitor", "site_id", "visitor_id", "created_at"),
@@ -155,6 +167,12 @@ conversions = Table(
     Column("occurred_at", String(32), nullable=False),
     Column("received_at", String(32), nullable=False),
     Column("updated_at", String(32)),
+    # The session each attribution model credits (analytics/attribution.py), frozen with
+    # ``attribution``; reports join sessions on them to group conversions by channel.
+    Column("first_touch_session_id", String(64)),
+    Column("last_touch_session_id", String(64)),
+    Column("last_non_direct_session_id", String(64)),
+    Column("attribution_type", String(16)),  # direct, assisted or none (attribution.type)
     UniqueConstraint("site_id", "dedup_key", name="uq_conversions_site_dedup"),
     Index("ix_conversions_time", "site_id", "occurred_at"),
     # The dashboard's customer page reads one customer's conversions.
@@ -531,6 +549,19 @@ def get_session(engine: Engine, site_id: str, session_id: str) -> dict[str, Any]
         "createdAt": row["created_at"],
         "verified": row["verified_at"] is not None,
         "verifiedAt": row["verified_at"],
+        # Where the visit came from (firsttag/touches.py); null before the worker parsed it.
+        "touch": {
+            "channel": row["channel"],
+            "source": row["source"],
+            "medium": row["medium"],
+            "campaign": row["campaign"],
+            "term": row["term"],
+            "content": row["content"],
+            "clickIdType": row["click_id_type"],
+            "clickIdValue": row["click_id_value"],
+            "landingPage": row["landing_page"],
+            "device": row["device"],
+        },
     }
 
 

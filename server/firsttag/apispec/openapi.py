@@ -56,6 +56,26 @@ _DATES = [
         "leave out clicks of sessions flagged as bots",
     ),
 ]
+# Reports by where visits came from (firsttag/analytics/breakdown.py); literal here, as the
+# apispec layer sits beside analytics, not above it.
+_DIMENSIONS = ["channel", "source", "medium", "campaign", "landingPage", "device"]
+_GROUPING = [
+    _query(
+        "groupBy",
+        {"type": "string", "enum": [*_DIMENSIONS, "attributionModel"]},
+        "one result per value of this dimension",
+    ),
+    _query(
+        "filter",
+        {"type": "array", "items": {"type": "string"}},
+        "dimension:value, repeatable; (none) matches an unknown value",
+    ),
+    _query(
+        "model",
+        {"type": "string", "enum": ["firstTouch", "lastTouch", "lastNonDirect"]},
+        "the touch conversions are credited to (lastNonDirect)",
+    ),
+]
 _PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size (50)"),
     _query("cursor", {"type": "integer", "minimum": 1}, "nextCursor of the previous page"),
@@ -128,7 +148,7 @@ def document() -> dict[str, Any]:
             "/api/v1/analytics/funnel": {
                 "get": {
                     "summary": "clicks → leads → sales",
-                    "parameters": _DATES,
+                    "parameters": _DATES + _GROUPING,
                     **secret_get,
                     "responses": {"200": {"description": "the funnel"}, **_errors(400, 401, 403)},
                 }
@@ -136,12 +156,27 @@ def document() -> dict[str, Any]:
             "/api/v1/analytics/timeseries": {
                 "get": {
                     "summary": "per day: clicks, leads, sales, revenue",
-                    "parameters": _DATES,
+                    "parameters": _DATES + _GROUPING,
                     **secret_get,
                     "responses": {
                         "200": {"description": "one entry per day"},
                         **_errors(400, 401, 403),
                     },
+                }
+            },
+            "/api/v1/analytics/breakdown": {
+                "get": {
+                    "summary": "per channel, source, …: sessions, leads, sales, revenue, rates",
+                    "parameters": _DATES
+                    + _GROUPING
+                    + [
+                        _query("sort", {"type": "string"}, "sessions, sales, revenue.EUR, …"),
+                        _query("order", {"type": "string", "enum": ["desc", "asc"]}, "desc"),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "50"),
+                        _query("offset", {"type": "integer", "minimum": 0}, "nextOffset"),
+                    ],
+                    **secret_get,
+                    "responses": {"200": {"description": "a page"}, **_errors(400, 401, 403)},
                 }
             },
             "/api/v1/sessions/{sessionKey}": {

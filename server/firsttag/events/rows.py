@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from firsttag import sites, store
+from firsttag import touches as visit_touches
 from firsttag.analytics import rollups
-from firsttag.analytics.attribution import attribute_from, touches, window_start
+from firsttag.analytics.attribution import attribute_from, credited_sessions, touches, window_start
 from firsttag.bounds import json_default
 from firsttag.customer_ids import customer_id as public_customer_id
 from firsttag.wire import Conversion, Customer, Erasure, Event, Session, Verification
@@ -35,7 +36,7 @@ def write(conn: Any, events: list[Event]) -> None:
     store.insert_ignoring_duplicates(
         conn,
         store.sessions,
-        [session_row(e, e.body) for e in events if isinstance(e.body, Session)],
+        session_rows(conn, events),
         ["site_id", "session_id"],
     )
     store.record_verifications(
@@ -107,6 +108,26 @@ def session_row(event: Event, s: Session) -> dict[str, Any]:
         "bot": bool(s.bot),
         "created_at": event.received_at,
     }
+
+
+def session_rows(conn: Any, events: list[Event]) -> list[dict[str, Any]]:
+    """The ``sessions`` rows of the session events, each with where its visit came from."""
+    origins: dict[str, tuple[str, ...]] = {}
+    rows = []
+    for event in events:
+        if isinstance(event.body, Session):
+            if event.site not in origins:
+                origins[event.site] = sites.site_origins(conn, event.site)
+            rows.append(
+                {**session_row(event, event.body), **touch_columns(event.body, origins[event.site])}
+            )
+    return rows
+
+
+def touch_columns(s: Session, origins: tuple[str, ...]) -> dict[str, Any]:
+    """The touch of a session (:mod:`firsttag.touches`); ``origins`` are the site's own."""
+    touch = visit_touches.parse(s.url, s.referrer, origins, s.click_id)
+    return {**touch.columns(), "device": visit_touches.device(s.user_agent, bool(s.bot))}
 
 
 def verification_row(event: Event, v: Verification) -> dict[str, Any]:
@@ -181,6 +202,7 @@ def conversion_row(
         "metadata": _json(c.metadata),
         "fingerprint": _json(c.fingerprint),
         "attribution": _json(attribution),
+        **credited_sessions(attribution),
         "url": c.url,
         "occurred_at": c.occurred_at,
         "received_at": event.received_at,
