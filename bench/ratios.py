@@ -55,8 +55,10 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
+from firsttag.config import Config  # noqa: E402
 from firsttag.events.buffer import BUFFER_KEY, EventBuffer  # noqa: E402
 from firsttag.ops.embedded_redis import EmbeddedRedis  # noqa: E402
+from firsttag.ops.supervisor import blocking_threads  # noqa: E402
 
 PYTHON = sys.executable
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -291,7 +293,7 @@ def start_bare(work: Path, tag_file: Path, web_processes: int) -> Server:
         str(web_processes),
         "--no-ws",
         "--blocking-threads",
-        str(2 * (os.cpu_count() or 1)),
+        str(blocking_threads(Config.from_env())),
         "--log-level",
         "warning",
         "bare_app:app",
