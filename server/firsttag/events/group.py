@@ -82,6 +82,7 @@ class GroupCommit:
                         target=self._run, name=f"group-commit-{n}", daemon=True
                     ).start()
             self._waiting.append(call)
+            self.calls += 1
             self._wake.notify()
         call.done.wait()
         if call.error is not None:
@@ -106,7 +107,6 @@ class GroupCommit:
 
     def _commit(self, group: list[_Call]) -> None:
         self.round_trips += 1
-        self.calls += len(group)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 for call in group:
