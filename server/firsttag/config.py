@@ -28,6 +28,8 @@ variable                       default
 ``FIRSTTAG_REDIS_FSYNC``       ``always``: the embedded Redis fsyncs its append-only file
                                before answering (``everysec``: faster, may lose the last
                                second of acknowledged events if the machine crashes)
+``FIRSTTAG_WEB_THREADS``       ``32`` WSGI threads per web process of ``firsttag serve``:
+                               requests waiting for Redis's fsync hold no CPU
 ``FIRSTTAG_RATE_PER_IP``       ``300`` browser requests per minute from one client address
                                (an IPv6 client: its /64), all sites together; a burst of
                                that many, then one per 60/N s
@@ -98,6 +100,7 @@ class Config:
     ready_heartbeat_s: int = 30
     ready_event_age_s: int = 300
     redis_fsync: str = "always"
+    web_threads: int = 32
     redis_maxmemory: int = 1024**3
     queue_name: str = "firsttag"
     rate_per_ip: int = 300
@@ -134,6 +137,7 @@ class Config:
             ready_heartbeat_s=_int(env, "FIRSTTAG_READY_HEARTBEAT_S", 30),
             ready_event_age_s=_int(env, "FIRSTTAG_READY_EVENT_AGE_S", 300),
             redis_fsync=_choice(env, "FIRSTTAG_REDIS_FSYNC", ("always", "everysec")),
+            web_threads=_int(env, "FIRSTTAG_WEB_THREADS", 32),
             rate_per_ip=_int(env, "FIRSTTAG_RATE_PER_IP", 300),
             rate_browser=_int(env, "FIRSTTAG_RATE_BROWSER", 60_000),
             rate_server=_int(env, "FIRSTTAG_RATE_SERVER", 60_000),

@@ -107,22 +107,39 @@ class RateLimiter:
         A cost larger than a limit spends the whole limit, so a batch bigger than a
         site's quota per minute still goes through once the quota is full.
         """
-        keys = [f"{KEY_PREFIX}{lim.bucket}:{lim.subject}" for lim in limits]
-        args: list[int] = [max(1, cost)]
-        for lim in limits:
-            args += [lim.per_minute, PERIOD_MS]
+        keys, args = script_input(limits, cost)
         try:
-            allowed, limit, remaining, reset_ms, retry_ms = self._script(keys=keys, args=args)
+            reply = self._script(keys=keys, args=args)
         except RedisError as exc:
             log.warning("rate limiter unavailable, admitting the request: %s", exc)
             return None
-        return Verdict(
-            allowed=bool(allowed),
-            limit=int(limit),
-            remaining=max(0, int(remaining)),
-            reset_s=math.ceil(int(reset_ms) / 1000),
-            retry_after_s=max(1, math.ceil(int(retry_ms) / 1000)),
-        )
+        return verdict_of(reply)
+
+
+#: The GCRA script, for a caller that runs it inside a larger script in the same atomic
+#: step (the event buffer charges the limits and appends the event in one call).
+GCRA_SCRIPT = _GCRA
+
+
+def script_input(limits: Sequence[Limit], cost: int = 1) -> tuple[list[str], list[int]]:
+    """The KEYS and ARGV of :data:`GCRA_SCRIPT` spending ``cost`` of each of ``limits``."""
+    keys = [f"{KEY_PREFIX}{lim.bucket}:{lim.subject}" for lim in limits]
+    args: list[int] = [max(1, cost)]
+    for lim in limits:
+        args += [lim.per_minute, PERIOD_MS]
+    return keys, args
+
+
+def verdict_of(reply: Sequence[int]) -> Verdict:
+    """The :class:`Verdict` of :data:`GCRA_SCRIPT`'s reply (its first five values)."""
+    allowed, limit, remaining, reset_ms, retry_ms = reply[:5]
+    return Verdict(
+        allowed=bool(allowed),
+        limit=int(limit),
+        remaining=max(0, int(remaining)),
+        reset_s=math.ceil(int(reset_ms) / 1000),
+        retry_after_s=max(1, math.ceil(int(retry_ms) / 1000)),
+    )
 
 
 def client_subject(address: str | None) -> str:

@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from typing import Any, ClassVar
 
 from firsttag.bounds import json_default
@@ -144,6 +145,7 @@ class Event:
         return self.body.KIND
 
 
+@cache  # a few dozen field names, met once per field of every event in a drain
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)

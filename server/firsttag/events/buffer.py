@@ -14,12 +14,15 @@ sees the buffer empty, atomically releasing the lease then).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
+from firsttag.events.group import GroupCommit
+from firsttag.limiter import GCRA_SCRIPT, Limit, Verdict, script_input, verdict_of
 from firsttag.wire import Event, encode
 
 BUFFER_KEY = "firsttag:buffer"
@@ -64,6 +67,35 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
 return 0
 """
 
+# The browser endpoints' one call: charge the rate limits (the limiter's GCRA script,
+# unchanged, as a function of its own KEYS and ARGV) and, only if every limit allows
+# it, append the events (the push script, the same way), in one atomic step.
+# KEYS: l limit keys, then the push's keys. ARGV: l, the limiter's 1 + 2l values, then
+# the push's values. Returns the limiter's five values and the push's result (-2 when
+# a limit refused and nothing was appended).
+_ADMIT = (
+    "local function gcra(KEYS, ARGV)\n"
+    + GCRA_SCRIPT
+    + "\nend\nlocal function push(KEYS, ARGV)\n"
+    + _PUSH
+    + """
+end
+local l = tonumber(ARGV[1])
+local lk, la, pk, pa = {}, {}, {}, {}
+for i = 1, l do lk[i] = KEYS[i] end
+for i = l + 1, #KEYS do pk[#pk + 1] = KEYS[i] end
+for i = 2, 2 + 2 * l do la[#la + 1] = ARGV[i] end
+for i = 3 + 2 * l, #ARGV do pa[#pa + 1] = ARGV[i] end
+local verdict = gcra(lk, la)
+if verdict[1] == 0 then
+  verdict[6] = -2
+  return verdict
+end
+verdict[6] = push(pk, pa)
+return verdict
+"""
+)
+
 _KICK = """
 if redis.call('LLEN', KEYS[1]) == 0 then return 0 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
@@ -91,7 +123,10 @@ class EventBuffer:
         self.redis = redis
         self.queue = Queue(queue_name, connection=redis)
         self._push = redis.register_script(_PUSH)
+        self._admit = redis.register_script(_ADMIT)
         self._kick = redis.register_script(_KICK)
+        #: Concurrent pushes of this process share one round trip (see events.group).
+        self.group = GroupCommit(redis)
 
     def push(self, event: Event) -> None:
         """Append one event durably; raises ``redis.RedisError`` when Redis cannot take it."""
@@ -106,7 +141,31 @@ class EventBuffer:
         Redis cannot take them (an out-of-memory Redis included).
         """
         token = secrets.token_hex(8)
-        self._after_push(self._push(**self._push_args(token, site_id, events, claims or {})), token)
+        args = self._push_args(token, site_id, events, claims or {})
+        self._after_push(self.group.call(self._push, args["keys"], args["args"]), token)
+
+    def admit(self, limits: Sequence[Limit], event: Event) -> Verdict:
+        """Charge ``limits`` and, if every one allows it, append ``event``: one atomic call.
+
+        The browser endpoints' path: one Redis round trip (shared with the concurrent
+        requests of the process) instead of one per limit and one for the event. Returns
+        the limits' :class:`~firsttag.limiter.Verdict`; when it is not ``allowed``,
+        nothing was spent and nothing appended. Raises :class:`BacklogFull` past the
+        bounds (the limits are then spent, as a refused push always was) and
+        ``redis.RedisError`` when Redis cannot take it.
+        """
+        token = secrets.token_hex(8)
+        limit_keys, limit_args = script_input(limits)
+        push = self._push_args(token, event.site, [encode(event)], {})
+        reply = self.group.call(
+            self._admit,
+            [*limit_keys, *push["keys"]],
+            [len(limit_keys), *limit_args, *push["args"]],
+        )
+        verdict = verdict_of(reply)
+        if verdict.allowed:
+            self._after_push(int(reply[5]), token)
+        return verdict
 
     def _push_args(
         self, token: str, site_id: str, events: list[str | bytes], claims: dict[str, str]

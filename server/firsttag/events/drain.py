@@ -32,7 +32,7 @@ from functools import cache
 from typing import Any
 
 from redis import Redis
-from rq import Worker, get_current_job
+from rq import SimpleWorker, get_current_job
 from rq.timeouts import BaseTimeoutException
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -137,7 +137,7 @@ return 0
 
 @cache
 def _engine(database_url: str) -> Engine:
-    # One pool per process and URL; a forked work-horse gets its own on first use.
+    # One pool per process and URL, kept across the jobs of a worker.
     return store.connect(database_url)
 
 
@@ -413,8 +413,13 @@ def _queue_name() -> str:
     return Config.from_env().queue_name
 
 
-class DrainingWorker(Worker):
+class DrainingWorker(SimpleWorker):
     """An RQ worker that also schedules a drain whenever events wait without one.
+
+    It runs each drain job in its own process (RQ's ``SimpleWorker``) instead of forking
+    a work-horse per job: the fork, a fresh import state and a fresh database pool per
+    burst cost more than a short drain itself. Crash safety does not rest on the fork:
+    a killed worker leaves its batch in Redis and its lease to expire (see the module).
 
     That covers a drain job that died with its worker: its lease expires within
     ``RUNNING_LEASE_MS`` and the next kick of any live worker schedules a new one. RQ's

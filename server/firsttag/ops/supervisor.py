@@ -179,6 +179,20 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
+def blocking_threads(config: Config) -> int:
+    """WSGI threads per web process (``FIRSTTAG_WEB_THREADS``): many, because they wait.
+
+    A browser event is answered only once Redis has fsynced it (``appendfsync always``),
+    a few milliseconds in which its thread holds no CPU; what a process accepts per second
+    is its threads divided by that wait. Redis flushes once per turn of its event loop
+    for every request it read in that turn, so more requests waiting means more events
+    per fsync, not more fsyncs. (The former 2 x cores kept eight requests in flight on
+    two cores, which capped ingest at eight per fsync; granian's warning above
+    2 x cores + 1 threads assumes threads that compute.)
+    """
+    return config.web_threads
+
+
 def serve(
     config: Config,
     host: str,
@@ -235,10 +249,8 @@ def serve(
                 "--workers",
                 str(web_processes),
                 "--no-ws",
-                # Handlers spend their time in one Redis round trip; a few threads per core
-                # keep the CPU busy (granian warns above 2 x cores + 1).
                 "--blocking-threads",
-                str(2 * (os.cpu_count() or 1)),
+                str(blocking_threads(config)),
                 "--log-level",
                 "warning",
                 "firsttag.web.wsgi:app",

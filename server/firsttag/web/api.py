@@ -15,6 +15,8 @@ CORS headers) unless its key's site allows the origin.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -27,7 +29,13 @@ from firsttag.sites import Site
 from firsttag.web import firstparty
 from firsttag.web.context import services
 from firsttag.web.errors import APIError, field_error
-from firsttag.web.ratelimit import charge_client, charge_site
+from firsttag.web.ratelimit import (
+    charge_client,
+    charge_site,
+    client_limit,
+    record,
+    site_limit,
+)
 from firsttag.web.requests import bearer, int_arg, json_body, secret_site
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -35,6 +43,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Endpoints a page may call cross-origin. Everything else is for servers and answers no
 # CORS headers at all, so a browser can never read it.
 _BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon"}
+# Endpoints that charge their rate limits and queue their event in one Redis call.
+_LEAN_ENDPOINTS = {"api.register_session", "api.beacon"}
 _PREFLIGHT_MAX_AGE = "600"
 # Not CORS-safelisted, so a page could not read when to retry without this.
 _EXPOSED_HEADERS = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
@@ -54,6 +64,42 @@ def _publishable_site(site_key: str, field: str) -> Site:
     _check_origin(site)
     charge_site("browser", site)
     return site
+
+
+def _browser_site(site_key: str, field: str) -> Site:
+    # The lean path's lookup: the limits are charged later, with the event (see _admit).
+    site = services().sites.by_site_key(site_key)
+    if site is None:
+        raise APIError(401, "invalid_site_key", f"{field} is not a valid site key")
+    _check_origin(site)
+    return site
+
+
+@contextmanager
+def _charged_if_refused() -> Iterator[None]:
+    """Charge the client's limit for a request refused before :func:`_admit`.
+
+    An accepted request pays its limits inside the one Redis call that queues its event;
+    one refused earlier (bad body, unknown key, foreign origin) still spends the client's
+    limit, so a flood of bad requests is cut off like any other, and a client already
+    over its limit gets 429 whatever it sent.
+    """
+    try:
+        yield
+    except Exception:
+        charge_client(request.remote_addr)
+        raise
+
+
+def _admit(site: Site, event: wire.Event) -> None:
+    """The lean path's one Redis call: charge the client's and the site's limits, queue.
+
+    Every accepted browser event (sessions, beacon) passes here, once its site is known
+    (``g.site``): the place for per-event hooks. The request then leaves through
+    :func:`_cors` like any other.
+    """
+    limits = [client_limit(request.remote_addr), site_limit("browser", site)]
+    record(services().buffer.admit(limits, event))
 
 
 def _origin_allowed(origin: str) -> bool:
@@ -91,8 +137,11 @@ def _cors(response: Response) -> Response:
 
 @bp.before_request
 def _limit_client() -> None:
-    # Before the body is read: a flooding client costs one Redis call, no parsing.
-    if request.endpoint in _BROWSER_ENDPOINTS:
+    # Before the body is read: a flooding client costs one Redis call, no parsing. The
+    # lean endpoints charge it with their event instead (see _admit), in the same call.
+    if request.endpoint in _BROWSER_ENDPOINTS and (
+        request.method == "OPTIONS" or request.endpoint not in _LEAN_ENDPOINTS
+    ):
         charge_client(request.remote_addr)
 
 
@@ -104,8 +153,9 @@ def register_session() -> Any:
     """Register a tab session and return its signed session key (``cl_sk``)."""
     if request.method == "OPTIONS":
         return _preflight()
-    body = schemas.parse(schemas.SessionRegistration, json_body())
-    site = _publishable_site(body.siteKey, "siteKey")
+    with _charged_if_refused():
+        body = schemas.parse(schemas.SessionRegistration, json_body())
+        site = _browser_site(body.siteKey, "siteKey")
     s = services()
     session_key = s.session_keys.issue(site.id, body.sessionId)
     ids = firstparty.identify(site, body.visitorId, body.clickId)  # first-party cookie wins
@@ -118,7 +168,7 @@ def register_session() -> Any:
         user_agent=request.headers.get("User-Agent", "")[:512] or None,
         bot=is_bot(request.headers.get("User-Agent"), body.webdriver),
     )
-    s.buffer.push(wire.Event(site.id, store.utcnow(), session))
+    _admit(site, wire.Event(site.id, store.utcnow(), session))
     return firstparty.answer(site, ids, {"sessionKey": session_key, "sessionId": body.sessionId})
 
 
@@ -151,23 +201,23 @@ def beacon() -> Any:
     """Accept a browser conversion from ``firsttag.convert()`` (text/plain JSON, no preflight)."""
     if request.method == "OPTIONS":
         return _preflight()
-    body = schemas.parse(schemas.BrowserConversion, json_body())
-    site = _publishable_site(body.siteKey, "siteKey")
-    s = services()
-    session_id = body.sessionId
-    if body.sessionKey:
-        opened = s.session_keys.open(body.sessionKey)
-        if opened is None or opened[0] != site.id:
-            raise field_error("sessionKey", "not a session key of this site")
-        session_id = opened[1]
-    bound = site.settings.max_browser_value
-    if body.value is not None and body.value > bound:
-        # Refused, not clamped: a clamped value would be stored as if the page had sent it.
-        raise field_error("value", f"must be at most {bound} (the site's max browser value)")
+    with _charged_if_refused():
+        body = schemas.parse(schemas.BrowserConversion, json_body())
+        site = _browser_site(body.siteKey, "siteKey")
+        session_id = body.sessionId
+        if body.sessionKey:
+            opened = services().session_keys.open(body.sessionKey)
+            if opened is None or opened[0] != site.id:
+                raise field_error("sessionKey", "not a session key of this site")
+            session_id = opened[1]
+        bound = site.settings.max_browser_value
+        if body.value is not None and body.value > bound:
+            # Refused, not clamped: a clamped value would be stored as if the page sent it.
+            raise field_error("value", f"must be at most {bound} (the site's max browser value)")
     received_at = store.utcnow()
     outcome = conversions.from_beacon(body, session_id, received_at)
     # The tag's ID makes a re-send identical, so the store's unique key is all it needs.
-    s.buffer.push(conversion_event(site.id, outcome, received_at))
+    _admit(site, conversion_event(site.id, outcome, received_at))
     return {"accepted": True, "id": body.id}, 202
 
 

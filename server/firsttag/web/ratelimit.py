@@ -22,8 +22,12 @@ def enforce(limiter: RateLimiter, limits: Sequence[Limit], cost: int = 1) -> Non
     one for the response's ``RateLimit-*`` headers.
     """
     verdict = limiter.hit(limits, cost)
-    if verdict is None:
-        return
+    if verdict is not None:
+        record(verdict)
+
+
+def record(verdict: Verdict) -> None:
+    """Keep ``verdict`` for the response's headers; raise a 429 when it refused."""
     seen: list[Verdict] = g.setdefault("rate_verdicts", [])
     seen.append(verdict)
     if not verdict.allowed:
@@ -54,7 +58,12 @@ def charge_client(address: str | None) -> None:
     server-wide (``FIRSTTAG_RATE_PER_IP``), and a flood is refused before any parsing.
     """
     s = services()
-    enforce(s.limiter, [Limit("ip", client_subject(address), s.config.rate_per_ip)])
+    enforce(s.limiter, [client_limit(address)])
+
+
+def client_limit(address: str | None) -> Limit:
+    """The per-address limit of a browser request (``FIRSTTAG_RATE_PER_IP``)."""
+    return Limit("ip", client_subject(address), services().config.rate_per_ip)
 
 
 def charge_site(bucket: str, site: Site, cost: int = 1) -> None:
@@ -62,9 +71,13 @@ def charge_site(bucket: str, site: Site, cost: int = 1) -> None:
 
     The site's own setting wins over the server-wide default from the configuration.
     """
-    s = services()
+    enforce(services().limiter, [site_limit(bucket, site)], cost)
+
+
+def site_limit(bucket: str, site: Site) -> Limit:
+    """``site``'s limit of ``bucket``: its own setting, else the server-wide default."""
     per_minute = getattr(site.settings, f"{bucket}_rate_per_minute") or getattr(
-        s.config, f"rate_{bucket}"
+        services().config, f"rate_{bucket}"
     )
     g.site_id = site.id  # for the access log (firsttag.web.telemetry)
-    enforce(s.limiter, [Limit(bucket, site.id, per_minute)], cost)
+    return Limit(bucket, site.id, per_minute)
