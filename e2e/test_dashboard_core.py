@@ -84,7 +84,10 @@ def test_log_in_see_sites_change_a_setting(browser, firsttag, owner, width):
     assert serious(page) == []
     assert _fits(page), page.evaluate(WIDEST)
 
+    # A site opens on its first tab (the overview); an owner also has Settings.
     row.get_by_role("link", name="Dashboard shop").click()
+    page.wait_for_url(f"{firsttag.url}/sites/{owner['id']}/overview**")
+    page.get_by_role("link", name="Settings").click()
     page.wait_for_url(f"{firsttag.url}/sites/{owner['id']}/settings")
     assert serious(page) == []
     assert _fits(page), "the settings page scrolls sideways"
