@@ -249,7 +249,17 @@ def test_a_session_flagged_as_a_bot_is_a_bot_device():
 @settings(max_examples=300, deadline=None)
 @given(
     url=st.one_of(st.none(), st.text(max_size=200), st.from_regex(r"https?://[^\s]{0,2000}")),
-    referrer=st.one_of(st.none(), st.text(max_size=200), st.from_regex(r"https?://[^\s]{0,600}")),
+    referrer=st.one_of(
+        st.none(),
+        st.text(max_size=200),
+        st.from_regex(r"https?://[^\s]{0,600}"),
+        # Hosts of many labels: referer-parser's lookup recurses once per label.
+        st.builds(
+            lambda n, label: f"http://{label * n}x/",
+            st.integers(0, 1100),
+            st.sampled_from([".", "a.", "ab.c."]),
+        ),
+    ),
     click=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
     ua=st.one_of(st.none(), st.text(max_size=300)),
 )
@@ -260,4 +270,23 @@ def test_any_input_gives_a_known_channel_and_never_raises(url, referrer, click, 
     values = t.columns()
     assert len(values.pop("landing_page") or "") <= 1000
     assert all(v is None or len(v) <= 255 for v in values.values())  # the column widths
+    # Storable everywhere: PostgreSQL refuses NUL in text (decoding %00 makes one).
+    assert not any(v and "\x00" in v for v in values.values())
     assert device(ua) in (None, "desktop", "mobile", "tablet", "bot", "other")
+
+
+def test_a_referrer_host_of_a_thousand_labels_is_an_unknown_referral_not_a_crash():
+    # Found by an outside review: sent with only the site key, such a referrer made the
+    # worker's referrer lookup exceed Python's recursion limit, so a session the door had
+    # answered 200 was dead-lettered, and each one cost the drain a bisection.
+    for referrer in ("http://" + "." * 1000 + "x/", "http://" + "a." * 1000 + "x/"):
+        touch = parse("https://shop.example/landing", referrer, SHOP)
+        assert (touch.channel, touch.medium) == ("referral", "referral")
+        assert len(touch.source or "") <= 255
+
+
+def test_percent_decoded_control_characters_never_reach_the_touch():
+    touch = parse(
+        "https://shop.example/?utm_source=news&utm_campaign=%00evil%0A&gclid=a%01bc", None, SHOP
+    )
+    assert (touch.campaign, touch.click_id_value) == ("evil", "abc")

@@ -102,6 +102,11 @@ _SOCIAL_SOURCES = {
 MAX_VALUE = 255
 #: The longest landing page path kept.
 MAX_PATH = 1000
+#: A DNS name is at most 253 characters in at most 127 labels; longer "hosts" are unknown.
+MAX_HOST = 253
+MAX_LABELS = 127
+#: C0 controls and DEL, which percent-decoding can produce from a URL the door accepted.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _REFERRERS = dict(REFERERS)
 _REFERRERS.update({host: {"name": n, "medium": m} for host, (m, n) in EXTRA_REFERRERS.items()})
@@ -144,7 +149,7 @@ def parse(
     click_type = next((k for k in CLICK_IDS if params.get(k)), None)
     click_value = params.get(click_type) if click_type else None
     if not click_type and session_click_id:
-        click_type, click_value = "dub_id", _clip(session_click_id)
+        click_type, click_value = "dub_id", _clip(_CONTROL.sub("", session_click_id))
     ref = _referrer(referrer, origins)
 
     source = _lower(utm["source"])
@@ -230,6 +235,10 @@ def _referrer(referrer: str | None, origins: tuple[str, ...] | list[str]) -> tup
     if parts.scheme == "android-app":
         known = _REFERRERS.get(host)
         return (known["medium"], _name(known["name"])) if known else ("unknown", host)
+    if len(host) > MAX_HOST or host.count(".") >= MAX_LABELS:
+        # No real host is this long; referer-parser's lookup recurses once per label and
+        # would exceed Python's recursion limit (a 2xx event the worker could not store).
+        return "unknown", _clip(host)
     found = Referer(referrer, referers=_REFERRERS)
     if found.known and found.referer:
         return found.medium, _name(found.referer)
@@ -270,8 +279,10 @@ def _params(url: str | None) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for key, value in parse_qsl(query):
-        key = key.lower()
-        value = value.strip()
+        # Decoding may produce what the door refused in the raw URL (%00, control
+        # characters): PostgreSQL refuses NUL in text, and none of it means anything here.
+        key = _CONTROL.sub("", key).lower()
+        value = _CONTROL.sub("", value).strip()
         if value and key not in out:  # the first occurrence wins, as in GA
             out[key] = _clip(value)
     return out
