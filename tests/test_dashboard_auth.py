@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -378,3 +379,19 @@ def test_users_from_the_cli_prompt_for_passwords_and_grant_sites(config, base, e
     assert reset.returncode == 0, reset.stderr
     assert browser.get(f"{base}/sites", timeout=10).url.startswith(f"{base}/login")
     log_in(base, "new@example.com", "yet another password")
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/%09/evil.example", "/%09%09/evil.example", "/%0A/x", "/%0D/x", "//evil.example",
+     "https://evil.example/", "/\\evil.example", "/%20/evil.example"],
+)  # fmt: skip
+def test_next_never_leaves_this_server(base, shop, target):
+    # Found by an outside review: "/\t/evil.example" passed the check and Werkzeug's URL
+    # handling made it the Location "//evil.example"; "/\n/x" was a 500.
+    browser = log_in(base, "owner@example.com")
+    answer = browser.get(f"{base}/login?next={target}", allow_redirects=False, timeout=10)
+    assert answer.status_code in (302, 303), answer.text
+    # Where a browser goes: the Location resolved against the page, as browsers do it.
+    went = urlsplit(urljoin(f"{base}/login", answer.headers["Location"]))
+    assert went.netloc == urlsplit(base).netloc, answer.headers["Location"]

@@ -45,6 +45,10 @@ def test_requests_and_batches_are_logged_as_json_without_any_key(
         timeout=5,
     )
     requests.get(f"{url}/{secret}", timeout=5)  # a key typed into a path: 404
+    # Text a stranger puts where a site ID goes is not logged (found by an outside review).
+    typed = "sk_live_typed_by_a_stranger"
+    requests.get(f"{url}/t/%22%0Ainjected%20{typed}.js", timeout=5)
+    requests.get(f"{url}/gtm/{typed}/custom-html", timeout=5)
     link = install_link(site, url, config.secret_key)
     token = link.split("token=", 1)[1]
     assert requests.get(link, timeout=5).status_code == 200
@@ -89,5 +93,5 @@ def test_requests_and_batches_are_logged_as_json_without_any_key(
     assert batch["events"] >= 1 and batch["level"] == "info"
 
     text = (tmp_path / "serve.log").read_text()
-    for secret_value in (secret, wrong_key, token, session_key, config.secret_key):
+    for secret_value in (secret, wrong_key, token, session_key, config.secret_key, typed):
         assert secret_value not in text

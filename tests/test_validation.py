@@ -311,3 +311,20 @@ def test_hostile_query_argument_is_a_400_naming_it(client, site_and_secret, url,
     response = client.get(url, headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 400, (response.status_code, response.get_data(as_text=True))
     assert [f["field"] for f in response.get_json()["error"]["fields"]] == [field]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/gtm/%00/custom-html",
+        "/gtm/%00/template.tpl",
+        "/gtm/%00/container.json",
+        "/t/%00.js",
+        "/gtm/" + "s" * 5000 + "/custom-html",
+    ],
+)
+def test_a_site_id_no_site_can_have_is_a_404_not_a_500(client, site, path):
+    # Found by an outside review: on PostgreSQL a NUL in a URL's site ID reached the query
+    # and failed it (500, with the SQL in the log) instead of finding no site.
+    answer = client.get(path)
+    assert answer.status_code == 404, answer.get_data(as_text=True)

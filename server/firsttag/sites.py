@@ -320,10 +320,18 @@ def update_settings(
 
 def get_site(engine: Engine, site_id: str) -> Site | None:
     """The site as stored now (no cache: pages that just changed it show the change)."""
+    if not _could_be_stored(site_id):
+        return None
     with engine.connect() as conn:
         row = conn.execute(select(store.sites).where(store.sites.c.id == site_id)).mappings()
         found = row.first()
     return _site(found) if found else None
+
+
+def _could_be_stored(value: str) -> bool:
+    # A URL or header can carry what no stored ID or key holds: PostgreSQL refuses a NUL in
+    # a query parameter outright (an error, not "no row"), and no key is this long.
+    return "\x00" not in value and len(value) <= 200
 
 
 #: The longest grace period an old secret key may be given.
@@ -521,6 +529,8 @@ class SiteDirectory:
         return index
 
     def _lookup(self, column: str, value: str) -> tuple[Site, _Secrets] | None:
+        if not _could_be_stored(value):
+            return None
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get((column, value))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ access_log = logging.getLogger("firsttag.access")
 
 #: URL arguments that are site IDs (public), and so may appear in a logged path.
 _PUBLIC_ARGS = ("site_id", "name")
+_SITE_ID = re.compile(r"st_[0-9a-f]{12}")
 #: Blueprints whose POSTs carry events.
 _INGEST = ("api", "tracking")
 
@@ -97,8 +99,8 @@ def _count_events(status: int, response: Response) -> None:
 
 def _view_arg_site() -> str | None:
     args = request.view_args or {}
-    value = args.get("site_id") or args.get("name")
-    return str(value) if value else None
+    value = str(args.get("site_id") or args.get("name") or "")
+    return value if _SITE_ID.fullmatch(value) else None
 
 
 def _public_path() -> str:
@@ -108,7 +110,9 @@ def _public_path() -> str:
         return "<unmatched>"  # a path no rule knows may hold anything a client typed
     path = rule.rule
     for name, value in (request.view_args or {}).items():
-        if name in _PUBLIC_ARGS:
+        # Only what could be a site ID: anything else a client typed stays the rule's
+        # placeholder, so the log never carries text chosen by a stranger.
+        if name in _PUBLIC_ARGS and _SITE_ID.fullmatch(str(value)):
             path = _fill(path, name, str(value))
     return path
 

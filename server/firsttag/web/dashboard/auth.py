@@ -24,9 +24,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
@@ -145,10 +147,24 @@ def require_site(role: str = "viewer") -> Callable[[F], F]:
     return decorate
 
 
+#: C0 controls, space and DEL: URL parsers strip some of them, none belongs in a path.
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
 def _safe_next(target: str | None) -> str:
-    # Only a path on this server: never //evil.example or https://evil.example.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    # Only a path on this server: never //evil.example or https://evil.example. Control
+    # characters are refused first: URL parsers drop tabs and newlines, so "/\t/evil.example"
+    # would become the Location "//evil.example" (found by an outside review).
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not _CONTROL.search(target)
+    ):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("dashboard.sites")
 
 
