@@ -304,3 +304,22 @@ def test_serve_points_tags_at_its_own_address_whatever_the_host(firsttag):
         response = requests.get(tag_url, headers=headers, timeout=10)
         assert response.content == expected.content
         assert response.headers["ETag"] == expected.headers["ETag"]
+
+
+def test_markup_named_like_the_global_does_not_break_the_stub_or_the_tag(browser, firsttag, shop):
+    # Found by an outside review: comment fields often allow <a id=… name=…>; such markup
+    # made window.firsttag an element collection, the stub threw into the page and the tag
+    # stopped without registering.
+    site = firsttag.site
+    shop.pages["clobbered"] = page_with(
+        '<a id="firsttag"></a><a id="firsttag" name="q"></a>' + site["tag"],
+        "<script>firsttag.convert('Clobbered', {orderId: 'clobber_1'});</script>",
+    )
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(shop.url + "/p/clobbered")
+    wait_until(lambda: stored_with_order(firsttag, "clobber_1"), 20, "the conversion stored")
+    assert HEX32.match(page.evaluate("firsttag.getIdentity().visitorId"))
+    assert errors == []
+    page.close()

@@ -180,9 +180,13 @@ def stub(global_name: str) -> str:
     """
     g = global_name
     methods = ",".join(f'"{m}"' for m in STUB_METHODS)
+    # Kept only if it is a loaded tag or an earlier stub: markup such as <a id="firsttag">
+    # (allowed in many comment fields) makes window.firsttag an element or a collection,
+    # and queueing onto that threw into the page and stopped the tag.
     return (
-        f"<script>window.{g}=window.{g}||{{q:[]}};[{methods}].forEach(function(m){{"
-        f"var f={g};f[m]=f[m]||function(){{f.q.push([m,arguments])}}}})</script>"
+        f"<script>window.{g}=function(f){{return f&&(f.q instanceof Array||"
+        f'typeof f.getIdentity=="function")?f:{{q:[]}}}}(window.{g});[{methods}].forEach('
+        f"function(m){{var f={g};f[m]=f[m]||function(){{f.q.push([m,arguments])}}}})</script>"
     )
 
 
