@@ -37,7 +37,7 @@ def test_sites_create_prints_keys_once_and_stores_only_a_hash(tmp_path):
     assert site["secretKey"].startswith("sk_")
     assert site["origins"] == ["https://shop.example", "http://localhost:3000"]
     stub, script = site["tag"].split("\n")
-    assert stub.startswith("<script>window.firsttag=window.firsttag||{q:[]};")
+    assert stub.startswith("<script>window.firsttag=function(f){")
     assert script == f'<script src="http://127.0.0.1:8000/t/{site["id"]}.js" async></script>'
 
     raw = (tmp_path / "firsttag.db").read_bytes()
