@@ -25,7 +25,10 @@ to another. What a hostile party can try, and why it fails:
   allows reads or sets the cookie; a request without ``Origin`` (not a browser's) neither.
 - A sibling subdomain planting its own, validly signed cookie (to pin its click ID on the
   site's visitors): the ``__Host-`` prefix makes browsers refuse a cookie with a ``Domain``,
-  from a subdomain or over http, so only this origin's own responses can set it.
+  from a subdomain or over http, so only this origin's own responses can set it. This does
+  not cover the script-readable ``dub_id`` cookie, which is shared with subdomains by
+  Dub's design: a hostile subdomain can set it, and the tag reports that click as the
+  visit's, which the registration then signs into this cookie (README, first-party mode).
 - Script on the page itself (XSS, a third-party script) can post the registration and read
   the IDs from the answer, as it can read ``localStorage``: the IDs are identifiers, not
   credentials, and no secret key ever reaches a browser. ``HttpOnly`` keeps the signed value
