@@ -25,6 +25,10 @@ from firsttag.events.buffer import EventBuffer
 from firsttag.wire import envelope
 
 DEAD_LETTER_KEY = "firsttag:dead-letters"
+#: About how many letters the stream keeps (XADD MAXLEN ~, in drain.py's trim script): the
+#: oldest go first. Enough for any honest failure to be seen and replayed; a flood of
+#: poison cannot fill Redis (which answers every site 503 when full).
+MAX_LETTERS = 100_000
 # Before the stream, dead letters were bare events in a list; `firsttag failed` moves any
 # it finds into the stream so they can be listed and replayed like the others.
 LEGACY_KEY = "firsttag:dead-letter"

@@ -87,7 +87,9 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 # ARGV: token, events to trim, lease ms, number of sites s, s × (site, bytes), number of
 # dead letters d, d × (reason, error, failedAt, site, kind, event, claims c, c values).
 # One atomic step: dead letters are recorded exactly once, their claims are deleted while
-# they still hold the value this event set, and the byte counters follow the list.
+# they still hold the value this event set, and the byte counters follow the list. The
+# stream keeps about the newest 100,000 letters (deadletters.MAX_LETTERS): poison that got
+# past the door must not fill Redis, whose noeviction would then refuse every site's events.
 _TRIM = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 local i = 5
@@ -105,8 +107,9 @@ local d = tonumber(ARGV[i])
 i = i + 1
 local k = 6
 for _ = 1, d do
-  redis.call('XADD', KEYS[5], '*', 'reason', ARGV[i], 'error', ARGV[i + 1],
-    'failedAt', ARGV[i + 2], 'site', ARGV[i + 3], 'kind', ARGV[i + 4], 'event', ARGV[i + 5])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 'MAX_LETTERS', '*',
+    'reason', ARGV[i], 'error', ARGV[i + 1], 'failedAt', ARGV[i + 2], 'site', ARGV[i + 3],
+    'kind', ARGV[i + 4], 'event', ARGV[i + 5])
   local c = tonumber(ARGV[i + 6])
   i = i + 7
   for _ = 1, c do
@@ -118,7 +121,7 @@ end
 redis.call('LTRIM', KEYS[1], ARGV[2], -1)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return redis.call('LLEN', KEYS[1])
-"""
+""".replace("MAX_LETTERS", str(deadletters.MAX_LETTERS))
 
 _RELEASE_IF_EMPTY = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
