@@ -18,6 +18,7 @@ Three models name the touch that gets the credit (``models`` in the result):
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -81,6 +82,7 @@ def touches(
     )
 
 
+@lru_cache(maxsize=4096)  # a batch's conversions mostly share a few timestamps
 def window_start(occurred_at: str, window_days: int) -> str:
     """The earliest touch time that still gets credit for a conversion at ``occurred_at``."""
     return store.format_time(datetime.fromisoformat(occurred_at) - timedelta(days=window_days))

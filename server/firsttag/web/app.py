@@ -38,6 +38,7 @@ from firsttag.web import (
 from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
 from firsttag.web.ratelimit import add_headers
+from firsttag.web.tagfront import TagFront
 from firsttag.web.waits import WaitSlots
 
 
@@ -70,13 +71,17 @@ def create_app(config: Config | None = None) -> Flask:
         limiter=RateLimiter(redis),
         waits=WaitSlots(config.wait_slots, config.wait_slots_site),
     )
+    # Tag GETs are answered before Flask's dispatch (telemetry's hooks must exist first).
+    telemetry.register(app)
+    app.wsgi_app = TagFront(  # type: ignore[method-assign]
+        app.wsgi_app, app, app.extensions[EXTENSION], tags.TAG_CACHE_SECONDS
+    )
     try:
         app.wsgi_app = trust_proxies(app.wsgi_app, config.trusted_proxies)  # type: ignore[method-assign]
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
 
     errors.register(app)
-    telemetry.register(app)
     app.register_blueprint(tags.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(tracking.bp)

@@ -34,6 +34,7 @@ _PUBLIC_ARGS = ("site_id", "name")
 _SITE_ID = re.compile(r"st_[0-9a-f]{12}")
 #: Blueprints whose POSTs carry events.
 _INGEST = ("api", "tracking")
+OBSERVER = "firsttag.requests"
 
 
 def register(app: Flask) -> None:
@@ -41,6 +42,7 @@ def register(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
     app.add_url_rule("/metrics", "metrics", _metrics)
+    app.extensions[OBSERVER] = RequestObserver()
     collector = metrics.PipelineCollector(lambda: snapshot(services().redis))
     # The registry is built per app (its pipeline gauges read this app's Redis).
     app.extensions["firsttag.metrics"] = metrics.registry([collector])
@@ -55,30 +57,68 @@ def _finish(response: Response) -> Response:
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else "unmatched"
     status = response.status_code
-    metrics.REQUESTS.labels(endpoint, request.method, str(status)).inc()
-    metrics.LATENCY.labels(endpoint).observe(seconds)
     if any(not v.allowed for v in g.get("rate_verdicts", ())):
         metrics.RATE_LIMITED.labels(endpoint).inc()
     elif request.method == "POST" and request.blueprint in _INGEST:
         _count_events(status, response)
     site = g.get("site_id") or _view_arg_site()
-    access_log.info(
-        "request",
-        extra={
-            "fields": {
-                "method": request.method,
-                "path": _public_path(),
-                "status": status,
-                "durationMs": round(seconds * 1000, 3),
-                "site": site,
-            }
-        },
-    )
+    observer(current_app).observe(endpoint, request.method, status, seconds, _public_path(), site)
     return response
 
 
+class RequestObserver:
+    """Counts answered requests and writes their access-log lines; one per app.
+
+    Keeps the metrics' label children: ``labels()`` takes a lock and builds a tuple on
+    each call, and the set of endpoints, methods and statuses is small and fixed by the
+    URL map.
+    """
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
+    def observe(
+        self, endpoint: str, method: str, status: int, seconds: float, path: str, site: str | None
+    ) -> None:
+        """Count one answered request and write its access-log line.
+
+        ``endpoint`` is the URL rule (never the raw path), ``path`` what may be logged of
+        it (see :func:`_public_path`). :mod:`firsttag.web.tagfront`, which answers tag
+        requests before Flask, calls it too.
+        """
+        counter = self._counters.get((endpoint, method, status))
+        if counter is None:
+            counter = metrics.REQUESTS.labels(endpoint, method, str(status))
+            self._counters[(endpoint, method, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get(endpoint)
+        if histogram is None:
+            histogram = self._histograms[endpoint] = metrics.LATENCY.labels(endpoint)
+        histogram.observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "durationMs": round(seconds * 1000, 3),
+                        "site": site,
+                    }
+                },
+            )
+
+
+def observer(app: Flask) -> RequestObserver:
+    """The :class:`RequestObserver` of ``app`` (made by :func:`register`)."""
+    return app.extensions[OBSERVER]  # type: ignore[no-any-return]
+
+
 def _count_events(status: int, response: Response) -> None:
-    if request.args.get("validate") in ("1", "true"):
+    # Most requests have no query string: skip parsing one into a MultiDict.
+    if request.query_string and request.args.get("validate") in ("1", "true"):
         return  # a dry run: nothing was queued
     if status >= 400:
         if status < 500 and status != 429:
