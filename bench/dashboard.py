@@ -71,7 +71,15 @@ def _stamp(dialect: str, epoch_sql: str) -> str:
 
 
 # The SQL below is built from our own integers and bound parameters only (S608 noted).
-def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> None:
+def fill(
+    engine,
+    site_id: str,
+    sessions: int,
+    conversions: int,
+    days: int,
+    pages: int = LANDING_PAGES,
+    campaigns: int = CAMPAIGNS,
+) -> None:
     """Generate the rows in the database (bounded: two INSERT … SELECT statements)."""
     dialect = engine.dialect.name
     end = int(datetime.now(UTC).timestamp())
@@ -86,7 +94,7 @@ def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> No
                 "landing_page, device) SELECT :site, 's' || i, "
                 f"'v' || (i % {max(sessions // 3, 1)}), "
                 "CASE WHEN i % 3 = 0 THEN 'click' || i ELSE NULL END, "
-                f"'https://bench.example/p' || (i % {LANDING_PAGES}), NULL, 'bench', "
+                f"'https://bench.example/p' || (i % {pages}), NULL, 'bench', "
                 f"(i % 50 = 0), {at}, "
                 # The touch columns, many-valued where real sites have many: 8 channels,
                 # 40 sources, 300 campaigns, LANDING_PAGES pages, 3 devices (and bots).
@@ -95,9 +103,9 @@ def fill(engine, site_id: str, sessions: int, conversions: int, days: int) -> No
                 "WHEN 5 THEN 'referral' WHEN 6 THEN 'affiliate' ELSE 'organic social' END, "
                 "CASE WHEN i % 8 = 0 THEN NULL ELSE 'source' || (i % 40) END, "
                 "CASE WHEN i % 8 IN (1, 4) THEN 'cpc' WHEN i % 8 = 3 THEN 'email' ELSE NULL END, "
-                f"CASE WHEN i % 8 IN (1, 3, 4) THEN 'campaign' || (i % {CAMPAIGNS}) "
+                f"CASE WHEN i % 8 IN (1, 3, 4) THEN 'campaign' || (i % {campaigns}) "
                 "ELSE NULL END, "
-                f"'/p' || (i % {LANDING_PAGES}), "
+                f"'/p' || (i % {pages}), "
                 "CASE WHEN i % 50 = 0 THEN 'bot' WHEN i % 5 < 3 THEN 'desktop' "
                 f"WHEN i % 5 = 3 THEN 'mobile' ELSE 'tablet' END FROM {src}"
             ),
@@ -186,7 +194,7 @@ def refresh_batch(engine, site_id: str, n: int) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def bench(url: str, sessions: int, conversions: int, days: int) -> None:
+def bench(url: str, sessions: int, conversions: int, days: int, pages: int, campaigns: int) -> None:
     """Fill one store and print the timings."""
     if url.startswith("postgresql"):
         stale = create_engine(url)
@@ -196,7 +204,7 @@ def bench(url: str, sessions: int, conversions: int, days: int) -> None:
     site, _ = create_site(engine, "Bench", ["https://bench.example"], Settings(time_zone=SITE_ZONE))
     name = engine.dialect.name
     t0 = time.perf_counter()
-    fill(engine, site.id, sessions, conversions, days)
+    fill(engine, site.id, sessions, conversions, days, pages, campaigns)
     t1 = time.perf_counter()
     with engine.begin() as conn:
         rollups.rebuild(conn, site.id)
@@ -213,7 +221,8 @@ def bench(url: str, sessions: int, conversions: int, days: int) -> None:
             select(func.count()).select_from(store.touch_session_rollups)
         ).scalar_one()
     print(
-        f"{name}: {sessions:,} sessions and {conversions:,} conversions over {days} days "
+        f"{name}: {pages:,} landing pages, {campaigns:,} campaigns; "
+        f"{sessions:,} sessions and {conversions:,} conversions over {days} days "
         f"generated in {t1 - t0:.1f} s; rollups built in {t2 - t1:.1f} s "
         f"({n_rollups:,} conversion rollup rows, {n_touch:,} touch conversion rollup rows, "
         f"{n_touch_s:,} touch session rollup rows)"
@@ -248,10 +257,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=5_000_000)
     parser.add_argument("--conversions", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--pages", type=int, default=LANDING_PAGES, help="landing pages")
+    parser.add_argument("--campaigns", type=int, default=CAMPAIGNS)
     parser.add_argument("urls", nargs="*")
     args = parser.parse_args()
     for url in args.urls or [f"sqlite:///{tempfile.mkdtemp()}/bench.db"]:
-        bench(url, args.sessions, args.conversions, args.days)
+        bench(url, args.sessions, args.conversions, args.days, args.pages, args.campaigns)
 
 
 if __name__ == "__main__":
