@@ -211,6 +211,12 @@ def test_a_channel_row_link_filters_the_page_and_the_conversions_export(live_url
     rows = list(csv.DictReader(io.StringIO(
         browser.get(f"{live_url}{export.replace('&amp;', '&')}", timeout=10).text)))  # fmt: skip
     assert sorted((r["visitor_id"], r["kind"]) for r in rows) == [("v2", "lead"), ("v2", "sale")]
+    # The conversions list takes the same filter, and says what it means.
+    listed = browser.get(
+        f"{live_url}/sites/{channel_shop.id}/conversions", params={"channel": "email"}, timeout=10
+    ).text
+    assert len(re.findall(r'<tr[^>]* data-id="', listed)) == 2
+    assert "credited (last non-direct) to a visit with channel email" in listed
 
 
 def test_a_channel_table_as_csv(live_url, channel_shop):
