@@ -84,7 +84,9 @@ def test_log_in_see_sites_change_a_setting(browser, firsttag, owner, width):
     assert serious(page) == []
     assert _fits(page), page.evaluate(WIDEST)
 
-    row.get_by_role("link", name="Dashboard shop").click()
+    row.get_by_role("link", name="Dashboard shop").click()  # a site opens on its overview
+    page.wait_for_url(f"{firsttag.url}/sites/{owner['id']}/overview")
+    page.get_by_role("link", name="Settings", exact=True).click()
     page.wait_for_url(f"{firsttag.url}/sites/{owner['id']}/settings")
     assert serious(page) == []
     assert _fits(page), "the settings page scrolls sideways"
