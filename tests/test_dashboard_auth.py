@@ -395,3 +395,118 @@ def test_next_never_leaves_this_server(base, shop, target):
     # Where a browser goes: the Location resolved against the page, as browsers do it.
     went = urlsplit(urljoin(f"{base}/login", answer.headers["Location"]))
     assert went.netloc == urlsplit(base).netloc, answer.headers["Location"]
+
+
+# Owners manage the users of their site from Settings: grant, change, revoke; nobody else.
+
+
+def roles(engine, site_id: str) -> dict[str, str]:
+    return {u.email: role for u, role in users.site_users(engine, site_id)}
+
+
+def test_an_owner_grants_changes_and_revokes_a_users_access(base, engine, shop):
+    site = shop["first"]
+    users.create_user(engine, "friend@example.com", PASSWORD)
+    owner = log_in(base, "owner@example.com")
+    page = owner.get(f"{base}/sites/{site.id}/settings", timeout=10)
+    assert 'data-email="viewer@example.com"' in page.text
+    assert 'data-email="friend@example.com"' not in page.text
+
+    # Before: the friend sees no site. The owner grants viewer, by email (any case).
+    friend = log_in(base, "friend@example.com")
+    assert friend.get(f"{base}/sites/{site.id}/overview", timeout=10).status_code == 403
+    done = owner.post(
+        f"{base}/sites/{site.id}/settings/users",
+        data={"email": " Friend@Example.com", "role": "viewer", "csrf_token": csrf(page)},
+        timeout=10,
+    )
+    assert done.status_code == 200 and "friend@example.com is now a viewer" in done.text
+    assert 'data-email="friend@example.com"' in done.text
+    assert friend.get(f"{base}/sites/{site.id}/overview", timeout=10).status_code == 200
+    assert friend.get(f"{base}/sites/{site.id}/settings", timeout=10).status_code == 403
+
+    # Promoted to owner: settings open.
+    owner.post(
+        f"{base}/sites/{site.id}/settings/users",
+        data={"email": "friend@example.com", "role": "owner", "csrf_token": csrf(page)},
+        timeout=10,
+    )
+    assert roles(engine, site.id)["friend@example.com"] == "owner"
+    assert friend.get(f"{base}/sites/{site.id}/settings", timeout=10).status_code == 200
+
+    # Revoked: the site is gone for them, at once.
+    gone = owner.post(
+        f"{base}/sites/{site.id}/settings/users/revoke",
+        data={"email": "friend@example.com", "csrf_token": csrf(page)},
+        timeout=10,
+    )
+    assert gone.status_code == 200 and "can no longer see this site" in gone.text
+    assert "friend@example.com" not in roles(engine, site.id)
+    assert friend.get(f"{base}/sites/{site.id}/overview", timeout=10).status_code == 403
+
+
+def test_bad_grants_are_a_400_naming_the_field_and_change_nothing(base, engine, shop):
+    site = shop["first"]
+    owner = log_in(base, "owner@example.com")
+    page = owner.get(f"{base}/sites/{site.id}/settings", timeout=10)
+    before = roles(engine, site.id)
+    for data, field in (
+        ({"email": "nobody@example.com", "role": "viewer"}, "email: no user nobody@example.com"),
+        ({"email": "not an address", "role": "viewer"}, "email:"),
+        ({"email": "viewer@example.com", "role": "admin"}, "role: one of viewer, owner"),
+        # The last owner can be neither demoted nor removed: someone must keep the keys.
+        (
+            {"email": "owner@example.com", "role": "viewer"},
+            "role: the last owner of this site stays",
+        ),
+    ):
+        refused = owner.post(
+            f"{base}/sites/{site.id}/settings/users",
+            data={**data, "csrf_token": csrf(page)},
+            timeout=10,
+        )
+        assert refused.status_code == 400, data
+        assert field in refused.text, data
+    last = owner.post(
+        f"{base}/sites/{site.id}/settings/users/revoke",
+        data={"email": "owner@example.com", "csrf_token": csrf(page)},
+        timeout=10,
+    )
+    assert last.status_code == 400 and "last owner of this site cannot be removed" in last.text
+    assert roles(engine, site.id) == before
+
+
+def test_only_owners_with_a_csrf_token_manage_users(base, engine, shop):
+    site, other = shop["first"], shop["second"]
+    users.create_user(engine, "friend@example.com", PASSWORD)
+    before = roles(engine, site.id)
+    # A viewer: 403, even with a valid token.
+    viewer = log_in(base, "viewer@example.com")
+    token = csrf(viewer.get(f"{base}/sites", timeout=10))
+    for path, data in (
+        ("settings/users", {"email": "friend@example.com", "role": "owner"}),
+        ("settings/users/revoke", {"email": "owner@example.com"}),
+    ):
+        refused = viewer.post(
+            f"{base}/sites/{site.id}/{path}", data={**data, "csrf_token": token}, timeout=10
+        )
+        assert refused.status_code == 403
+    # An owner without the form's token, or with a forged one: refused.
+    owner = log_in(base, "owner@example.com")
+    for extra in ({}, {"csrf_token": "forged"}):
+        refused = owner.post(
+            f"{base}/sites/{site.id}/settings/users",
+            data={"email": "friend@example.com", "role": "viewer", **extra},
+            timeout=10,
+        )
+        assert refused.status_code == 400 and "This form was refused" in refused.text
+    # An owner of one site cannot grant another site.
+    token = csrf(owner.get(f"{base}/sites/{site.id}/settings", timeout=10))
+    refused = owner.post(
+        f"{base}/sites/{other.id}/settings/users",
+        data={"email": "friend@example.com", "role": "owner", "csrf_token": token},
+        timeout=10,
+    )
+    assert refused.status_code == 403
+    assert roles(engine, site.id) == before
+    assert roles(engine, other.id) == {}

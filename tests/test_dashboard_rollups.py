@@ -27,10 +27,20 @@ def session(site_id: str, n: int, minute: int, click: bool, bot: bool = False):
         "sessionId": f"s{n:04d}",
         "visitorId": f"v{n % 7:04d}",
         "clickId": f"click{n}" if click else None,
-        "url": "https://shop.example/",
+        "url": _landing(n),
         "bot": bot,
     }
     return event("session", site_id, at(minute, n % 60), data)
+
+
+def _landing(n: int) -> str:
+    # Two visits in three come from a tagged campaign (paid search or email), so the touch
+    # rollups have channels, sources, campaigns and pages to split by; the third is direct.
+    if n % 3 == 2:
+        return "https://shop.example/"
+    medium = "cpc" if n % 2 else "email"
+    tags = f"utm_source=s{n % 5}&utm_medium={medium}&utm_campaign=c{n % 6}"
+    return f"https://shop.example/p{n % 4}?{tags}"
 
 
 def order(site_id: str, order_id: str, minute: int, version: str, status: str, refunded: int):
@@ -135,12 +145,33 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
             ).all()
         )
     assert {k: int(v) for k, v in money.items()} == {"USD": 9_990, "EUR": 10_000}
+    # The touch rollups: every non-bot session and every conversion once per dimension,
+    # and some conversions credited to a tagged visit (not all to "none").
+    with engine.connect() as conn:
+        for dimension in rollups.TOUCH_DIMENSIONS:
+            ts, tc = store.touch_session_rollups, store.touch_conversion_rollups
+            n_sessions = conn.execute(
+                select(func.sum(ts.c.sessions)).where(
+                    ts.c.site_id == site.id, ts.c.dimension == dimension
+                )
+            ).scalar_one()
+            assert int(n_sessions) == 40 - 4  # four bots
+            by_value = dict(
+                conn.execute(
+                    select(tc.c.value, func.sum(tc.c.conversions))
+                    .where(tc.c.site_id == site.id, tc.c.dimension == dimension)
+                    .group_by(tc.c.value)
+                ).all()
+            )
+            assert sum(int(v) for v in by_value.values()) == 37
+            assert set(by_value) - {""}, f"no conversion credited by {dimension}"
 
 
 def test_rebuild_recounts_a_store_that_had_no_rollups(config, engine, site, worker):
     drain(config, [session(site.id, n, minute=n, click=True) for n in range(12)])
     with engine.begin() as conn:
         conn.execute(store.session_rollups.delete())
+        conn.execute(store.touch_session_rollups.delete())
         assert rollups.stored(conn, site.id) != rollups.recount(conn, site.id)
         rollups.rebuild(conn)
         assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)

@@ -214,6 +214,45 @@ session_rollups = Table(
     sqlite_with_rowid=False,
 )
 
+# The overview's channel breakdowns (analytics/rollups.py, "touch rollups"): per site, touch
+# dimension (a ``sessions`` column: channel, source, campaign, landing_page, device), value
+# ("" where unknown) and UTC quarter hour. Conversions are counted under the session the
+# last-non-direct model credits; sessions under their own touch (bots left out). The key
+# starts with (dimension, value) so one value's buckets are one range: a filtered page
+# reads only its rows.
+touch_conversion_rollups = Table(
+    "touch_conversion_rollups",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("dimension", String(16), primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("conversions", BigInteger, nullable=False),
+    Column("value_high", BigInteger, nullable=False),
+    Column("value_low", BigInteger, nullable=False),
+    # Recounts and whole-dimension breakdowns read by bucket.
+    Index("ix_touch_conversion_rollups_bucket", "site_id", "dimension", "bucket"),
+    sqlite_with_rowid=False,
+)
+
+touch_session_rollups = Table(
+    "touch_session_rollups",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("dimension", String(16), primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("clicked", Boolean, primary_key=True),
+    Column("sessions", BigInteger, nullable=False),
+    Index("ix_touch_session_rollups_bucket", "site_id", "dimension", "bucket"),
+    sqlite_with_rowid=False,
+)
+
 customers = Table(
     "customers",
     metadata,

@@ -233,6 +233,19 @@ def revoke(engine: Engine, email: str, site_id: str) -> bool:
     return bool(done.rowcount)
 
 
+def site_users(engine: Engine, site_id: str) -> list[tuple[User, str]]:
+    """The users granted ``site_id``, with their role, by email."""
+    g, u = store.site_grants, store.users
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(u, g.c.role)
+            .join(g, g.c.user_id == u.c.id)
+            .where(g.c.site_id == site_id)
+            .order_by(u.c.email)
+        ).mappings()
+        return [(_user(r), r["role"]) for r in rows]
+
+
 def role_for(engine: Engine, user_id: int, site_id: str) -> str | None:
     """The user's role on ``site_id``, or None when they may not see it."""
     g = store.site_grants

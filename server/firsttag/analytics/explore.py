@@ -15,13 +15,32 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, and_, or_, select
 
 from firsttag import store
 from firsttag.analytics.periods import Period
 
-#: Filters of the conversions list: URL parameter → column.
+#: Filters of the conversions list on its own columns (URL parameter = column).
 LIST_FILTERS = ("kind", "source", "status", "name")
+#: Filters on the visit a conversion is credited to (last non-direct, as the overview's
+#: channel tables): URL parameter → ``sessions`` column. ``(none)`` matches no such visit.
+TOUCH_FILTERS = {
+    "channel": "channel",
+    "visit_source": "source",
+    "campaign": "campaign",
+    "landing_page": "landing_page",
+    "device": "device",
+}
+NONE = "(none)"
+
+
+def _credited(column: str, value: str) -> Any:
+    c, s = store.conversions, store.sessions
+    visit = [s.c.site_id == c.c.site_id, s.c.session_id == c.c.last_non_direct_session_id]
+    if value == NONE:
+        known = select(s.c.session_id).where(*visit, s.c[column].is_not(None), s.c[column] != "")
+        return ~known.exists()
+    return select(s.c.session_id).where(*visit, s.c[column] == value).exists()
 
 
 def list_where(site_id: str, filters: dict[str, str], period: Period | None = None) -> list[Any]:
@@ -32,6 +51,10 @@ def list_where(site_id: str, filters: dict[str, str], period: Period | None = No
         value = filters.get(key)
         if value:
             terms.append(c.c[key] == value)
+    for key, column in TOUCH_FILTERS.items():
+        value = filters.get(key)
+        if value:
+            terms.append(_credited(column, value))
     if period is not None:
         lo, hi = (store.format_time(m) for m in period.utc_bounds())
         terms += [c.c.occurred_at >= lo, c.c.occurred_at < hi]
@@ -99,10 +122,8 @@ def _touches(
     if not who:
         return []
     query = (
-        select(s.c.session_id, s.c.click_id, s.c.url, s.c.referrer, s.c.created_at)
-        .where(
-            s.c.site_id == site_id, s.c.click_id.is_not(None), s.c.created_at <= until, or_(*who)
-        )
+        select(*_touch_columns())
+        .where(s.c.site_id == site_id, _is_touch(), s.c.created_at <= until, or_(*who))
         .order_by(s.c.created_at.desc())
         .limit(50)
     )
@@ -113,6 +134,22 @@ def _touches(
         touch["in_window"] = window_days is None or touch["before"] <= window_days * 86400
         out.append(touch)
     return out
+
+
+def _touch_columns() -> list[Any]:
+    s = store.sessions
+    return [s.c.session_id, s.c.click_id, s.c.url, s.c.referrer, s.c.created_at,
+            s.c.channel, s.c.source, s.c.medium, s.c.campaign]  # fmt: skip
+
+
+def _is_touch() -> Any:
+    """A session that brought the visitor from somewhere (as attribution counts touches):
+    any channel but direct; before channels were parsed, a session with a click."""
+    s = store.sessions
+    return or_(
+        and_(s.c.channel.is_not(None), s.c.channel != "direct"),
+        and_(s.c.channel.is_(None), s.c.click_id.is_not(None)),
+    )
 
 
 def _seconds(earlier: str, later: str) -> int:
@@ -153,8 +190,8 @@ def customer(engine: Engine, site_id: str, external_id: str) -> dict[str, Any] |
             sessions = [
                 dict(r)
                 for r in conn.execute(
-                    select(s.c.session_id, s.c.click_id, s.c.url, s.c.referrer, s.c.created_at)
-                    .where(s.c.site_id == site_id, s.c.click_id.is_not(None), or_(*who))
+                    select(*_touch_columns())
+                    .where(s.c.site_id == site_id, _is_touch(), or_(*who))
                     .order_by(s.c.created_at)
                     .limit(200)
                 ).mappings()

@@ -17,11 +17,14 @@ dimension = value, applied to every conversion panel. Dimensions of the conversi
 (``name``, ``kind``, ``source``) filter the conversion panels; the session tiles do not
 change with them (a session has no conversion name) and the page says so.
 
-Where the channel dimensions go: the channels issue adds channel, source, campaign,
-landing page and device per touch in ``firsttag/analytics/``. Each becomes a
-:class:`Dimension` in :data:`DIMENSIONS` (with a rollup column for it in the rollup key,
-or with ``sessions=True`` when it also narrows the session tiles), and the page shows its
-table with no other change.
+Channel dimensions (``sessions=True``): channel, source, campaign, landing page and device
+of a visit (:mod:`firsttag.touches`). A conversion counts under the session the
+last-non-direct model credits it to; sessions under their own touch. They are read from
+the touch rollups (:mod:`firsttag.analytics.rollups`), and a filter on one of them narrows
+the session tiles too. Where a panel needs two channel dimensions at once (a filter on
+channel and the source table, say), no rollup holds the pair: that panel is counted from
+the rows, within the filter. ``""`` (an unknown value) is shown and filtered as
+:data:`NONE`.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, case, func, literal, select
+from sqlalchemy import Engine, and_, case, func, literal, select
 
 from firsttag import store
-from firsttag.analytics import rollups
+from firsttag.analytics import explore, rollups
 from firsttag.analytics.periods import Period
 from firsttag.sites import Site
 
@@ -44,18 +47,28 @@ class Dimension:
     key: str
     label: str
     column: str
-    sessions: bool = False  # True when it narrows session counts too (none yet)
+    sessions: bool = False  # a channel dimension: narrows session counts too
 
 
-#: The breakdown tables of the overview, in page order. Channel dimensions: see above.
+#: The breakdown tables of the overview, in page order. Channel dimensions: see above;
+#: their ``column`` is the ``sessions`` column (and the touch rollups' ``dimension``).
 DIMENSIONS: dict[str, Dimension] = {
     d.key: d
     for d in (
+        Dimension("channel", "Channel", "channel", sessions=True),
+        Dimension("visit_source", "Source", "source", sessions=True),
+        Dimension("campaign", "Campaign", "campaign", sessions=True),
+        Dimension("landing_page", "Landing page", "landing_page", sessions=True),
+        Dimension("device", "Device", "device", sessions=True),
         Dimension("name", "Conversion", "name"),
         Dimension("kind", "Kind", "kind"),
         Dimension("source", "Reported by", "source"),
     )
 }
+
+#: How an unknown channel value (no credited visit, or a visit without it) is shown and
+#: filtered: conversions with no non-direct visit in the window, for instance.
+NONE = explore.NONE
 
 #: Kind and source values as shown on the page.
 KIND_LABELS = {"lead": "Lead", "sale": "Sale", "conversion": "Other conversion"}
@@ -101,13 +114,17 @@ class Totals:
         }
 
 
-def _filters(filters: dict[str, str]) -> list[Any]:
-    t = store.conversion_rollups
-    return [t.c[DIMENSIONS[k].column] == v for k, v in sorted(filters.items()) if k in DIMENSIONS]
+def _touch_keys(filters: dict[str, str]) -> list[str]:
+    return sorted(k for k in filters if k in DIMENSIONS and DIMENSIONS[k].sessions)
+
+
+def _stored(value: str) -> str:
+    return "" if value == NONE else value
 
 
 def _day_case(column: Any, period: Period) -> Any:
     # Local days as bucket ranges: exact across DST changes (a day may be 23 or 25 hours).
+    # Store times compare with bucket names as text ("…T12:15" <= "…T12:15:00.000000Z").
     starts = [rollups.bucket_at(m) for m in period.day_starts()]
     if len(starts) == 1:
         return literal(0)
@@ -139,33 +156,136 @@ def _add(totals: Totals, site: Site, row: Any) -> None:
 
 
 def _conversions(
-    conn: Any, site: Site, period: Period, filters: dict[str, str], *group: Any
+    conn: Any,
+    site: Site,
+    period: Period,
+    filters: dict[str, str],
+    dims: tuple[str, ...] = (),
+    by_day: bool = False,
 ) -> list[Any]:
-    t = store.conversion_rollups
+    """Rows (day?, value of each of ``dims``, kind, source, status, currency, n, high, low).
+
+    Read from the conversion rollups without channel dimensions; from the touch rollups of
+    the one channel dimension in ``dims`` and ``filters``; from the rows with two or more.
+    """
+    touch = sorted({d for d in dims if DIMENSIONS[d].sessions} | set(_touch_keys(filters)))
     lo, hi = (rollups.bucket_at(m) for m in period.utc_bounds())
+    if len(touch) > 1:
+        return _conversions_from_rows(conn, site, (lo, hi), filters, dims, by_day, period)
+    t = store.touch_conversion_rollups if touch else store.conversion_rollups
+    where = [t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi]
+    if touch:
+        where.append(t.c.dimension == DIMENSIONS[touch[0]].column)
+    for key, value in sorted(filters.items()):
+        if key not in DIMENSIONS:
+            continue
+        dim = DIMENSIONS[key]
+        where.append(t.c.value == _stored(value) if dim.sessions else t.c[dim.column] == value)
+    group = [_day_case(t.c.bucket, period)] if by_day else []
+    group += [t.c.value if DIMENSIONS[d].sessions else t.c[DIMENSIONS[d].column] for d in dims]
+    return _grouped(conn, t, where, group, func.sum(t.c.conversions),
+                    func.sum(t.c.value_high), func.sum(t.c.value_low))  # fmt: skip
+
+
+def _grouped(conn: Any, t: Any, where: list[Any], group: list[Any], *sums: Any) -> list[Any]:
     query = (
-        select(
-            *group,
-            t.c.kind,
-            t.c.source,
-            t.c.status,
-            t.c.currency,
-            func.sum(t.c.conversions),
-            func.sum(t.c.value_high),
-            func.sum(t.c.value_low),
-        )
-        .where(t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi, *_filters(filters))
+        select(*group, t.c.kind, t.c.source, t.c.status, t.c.currency, *sums)
+        .where(*where)
         .group_by(*group, t.c.kind, t.c.source, t.c.status, t.c.currency)
     )
     return list(conn.execute(query))
 
 
-def _sessions(conn: Any, site: Site, period: Period, *group: Any) -> list[Any]:
-    t = store.session_rollups
+def _conversions_from_rows(
+    conn: Any,
+    site: Site,
+    bounds: tuple[str, str],
+    filters: dict[str, str],
+    dims: tuple[str, ...],
+    by_day: bool,
+    period: Period,
+) -> list[Any]:
+    """As :func:`_conversions`, counted from the conversions and their credited sessions."""
+    c = store.conversions
+    credited = store.sessions.alias("credited")
+    joined = c.outerjoin(
+        credited,
+        and_(
+            credited.c.site_id == c.c.site_id,
+            credited.c.session_id == c.c[rollups.TOUCH_MODEL_COLUMN],
+        ),
+    )
+
+    def column(key: str) -> Any:
+        dim = DIMENSIONS[key]
+        return func.coalesce(credited.c[dim.column], "") if dim.sessions else c.c[dim.column]
+
+    where = [c.c.site_id == site.id, c.c.occurred_at >= bounds[0], c.c.occurred_at < bounds[1]]
+    where += [column(k) == _stored(v) for k, v in sorted(filters.items()) if k in DIMENSIONS]
+    group = [_day_case(c.c.occurred_at, period)] if by_day else []
+    group += [column(d) for d in dims]
+    status, currency = func.coalesce(c.c.status, ""), func.coalesce(c.c.currency, "")
+    net = c.c.value - c.c.refunded
+    query = (
+        select(
+            *group,
+            c.c.kind,
+            c.c.source,
+            status,
+            currency,
+            func.count(),
+            func.coalesce(func.sum(net // rollups.SPLIT), 0),
+            func.coalesce(func.sum(net % rollups.SPLIT), 0),
+        )
+        .select_from(joined)
+        .where(*where)
+        .group_by(*group, c.c.kind, c.c.source, status, currency)
+    )
+    return list(conn.execute(query))
+
+
+def _sessions(
+    conn: Any,
+    site: Site,
+    period: Period,
+    filters: dict[str, str],
+    dim: str | None = None,
+    by_day: bool = False,
+) -> list[Any]:
+    """Rows (day?, value of ``dim``?, clicked, sessions), bots left out.
+
+    Only channel filters narrow sessions (a session has no conversion name or kind).
+    """
+    touch = sorted(({dim} if dim else set()) | set(_touch_keys(filters)))
     lo, hi = (rollups.bucket_at(m) for m in period.utc_bounds())
+    if len(touch) > 1:
+        s = store.sessions
+        where = [s.c.site_id == site.id, s.c.created_at >= lo, s.c.created_at < hi,
+                 s.c.bot.is_(False)]  # fmt: skip
+        where += [
+            func.coalesce(s.c[DIMENSIONS[k].column], "") == _stored(filters[k])
+            for k in _touch_keys(filters)
+        ]
+        group = [_day_case(s.c.created_at, period)] if by_day else []
+        if dim:
+            group.append(func.coalesce(s.c[DIMENSIONS[dim].column], ""))
+        clicked = s.c.click_id.is_not(None)
+        query = select(*group, clicked, func.count()).where(*where).group_by(*group, clicked)
+        return list(conn.execute(query))
+    t = store.touch_session_rollups if touch else store.session_rollups
+    where = [t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi]
+    if touch:
+        where.append(t.c.dimension == DIMENSIONS[touch[0]].column)
+        if touch[0] in filters:
+            where.append(t.c.value == _stored(filters[touch[0]]))
+    else:
+        where.append(t.c.bot.is_(False))
+    group = [_day_case(t.c.bucket, period)] if by_day else []
+    if dim:
+        group.append(t.c.value)
     query = (
         select(*group, t.c.clicked, func.sum(t.c.sessions))
-        .where(t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi, t.c.bot.is_(False))
+        .where(*where)
         .group_by(*group, t.c.clicked)
     )
     return list(conn.execute(query))
@@ -183,7 +303,7 @@ def totals(engine: Engine, site: Site, period: Period, filters: dict[str, str]) 
     with engine.connect() as conn:
         for row in _conversions(conn, site, period, filters):
             _add(out, site, row)
-        for clicked, n in _sessions(conn, site, period):
+        for clicked, n in _sessions(conn, site, period, filters):
             _add_sessions(out, clicked, n)
     return out
 
@@ -194,13 +314,27 @@ def series(
     """Per local day of ``period``: (ISO date, numbers)."""
     days = [(d.isoformat(), Totals()) for d in period.dates()]
     with engine.connect() as conn:
-        day_c = _day_case(store.conversion_rollups.c.bucket, period).label("day")
-        for row in _conversions(conn, site, period, filters, day_c):
+        for row in _conversions(conn, site, period, filters, by_day=True):
             _add(days[int(row[0])][1], site, row)
-        day_s = _day_case(store.session_rollups.c.bucket, period).label("day")
-        for day, clicked, n in _sessions(conn, site, period, day_s):
+        for day, clicked, n in _sessions(conn, site, period, filters, by_day=True):
             _add_sessions(days[int(day)][1], clicked, n)
     return days
+
+
+def _shown(value: Any) -> str:
+    return NONE if value in ("", None) else str(value)
+
+
+def _breakdown_rows(
+    conn: Any, site: Site, period: Period, dimension: str, filters: dict[str, str]
+) -> dict[str, Totals]:
+    rows: dict[str, Totals] = {}
+    for row in _conversions(conn, site, period, filters, (dimension,)):
+        _add(rows.setdefault(_shown(row[0]), Totals()), site, row)
+    if DIMENSIONS[dimension].sessions:
+        for value, clicked, n in _sessions(conn, site, period, filters, dimension):
+            _add_sessions(rows.setdefault(_shown(value), Totals()), clicked, n)
+    return rows
 
 
 def breakdown(
@@ -208,21 +342,21 @@ def breakdown(
 ) -> list[tuple[str, Totals]]:
     """Rows of ``dimension`` in ``period`` with ``filters``: (value, numbers), most first.
 
-    Rows whose conversions all fall outside the counting statuses are left out.
+    Rows with nothing counted (conversions all outside the counting statuses, and no
+    sessions) are left out.
     """
-    column = store.conversion_rollups.c[DIMENSIONS[dimension].column]
-    rows: dict[str, Totals] = {}
     with engine.connect() as conn:
-        for row in _conversions(conn, site, period, filters, column):
-            _add(rows.setdefault(row[0], Totals()), site, row)
-    return _ranked(rows)
+        return _ranked(_breakdown_rows(conn, site, period, dimension, filters))
 
 
 def _ranked(rows: dict[str, Totals]) -> list[tuple[str, Totals]]:
-    """Rows with something counted, most conversions first."""
-    found = [(k, v) for k, v in rows.items() if v.leads or v.sales or v.browser_sales or v.other]
-    found.sort(key=lambda kv: (-(kv[1].leads + kv[1].sales + kv[1].browser_sales + kv[1].other),
-                               kv[0]))  # fmt: skip
+    """Rows with something counted, most conversions (then sessions) first."""
+
+    def conversions(t: Totals) -> int:
+        return t.leads + t.sales + t.browser_sales + t.other
+
+    found = [(k, v) for k, v in rows.items() if conversions(v) or v.sessions]
+    found.sort(key=lambda kv: (-conversions(kv[1]), -kv[1].sessions, kv[0]))
     return found
 
 
@@ -241,30 +375,30 @@ def funnel(t: Totals) -> list[dict[str, Any]]:
 def report(engine: Engine, site: Site, period: Period, filters: dict[str, str]) -> dict[str, Any]:
     """All the overview page shows: tiles now and before, the days, funnel, breakdowns.
 
-    One grouped read of the conversion rollups (by day and by every dimension) serves the
-    tiles, the days and every breakdown; one more serves the previous period's tiles.
+    One grouped read (by day and by every conversion dimension) serves the tiles, the
+    days and the conversion breakdowns; each channel breakdown is one more read of its
+    touch rollups (sessions and conversions); the previous period's tiles two more.
     """
-    t = store.conversion_rollups
-    keys = list(DIMENSIONS)
-    columns = [t.c[DIMENSIONS[k].column] for k in keys]
+    plain = tuple(k for k, d in DIMENSIONS.items() if not d.sessions)
     days = [(d.isoformat(), Totals()) for d in period.dates()]
     now = Totals()
-    splits: dict[str, dict[str, Totals]] = {k: {} for k in keys}
+    splits: dict[str, dict[str, Totals]] = {k: {} for k in plain}
     with engine.connect() as conn:
-        day_c = _day_case(t.c.bucket, period).label("day")
-        for row in _conversions(conn, site, period, filters, day_c, *columns):
+        for row in _conversions(conn, site, period, filters, plain, by_day=True):
             _add(days[int(row[0])][1], site, row)
             _add(now, site, row)
-            for i, key in enumerate(keys, 1):
+            for i, key in enumerate(plain, 1):
                 _add(splits[key].setdefault(row[i], Totals()), site, row)
-        day_s = _day_case(store.session_rollups.c.bucket, period).label("day")
-        for day, clicked, n in _sessions(conn, site, period, day_s):
+        for day, clicked, n in _sessions(conn, site, period, filters, by_day=True):
             _add_sessions(days[int(day)][1], clicked, n)
             _add_sessions(now, clicked, n)
+        for key, dim in DIMENSIONS.items():
+            if dim.sessions:
+                splits[key] = _breakdown_rows(conn, site, period, key, filters)
     return {
         "totals": now,
         "previous": totals(engine, site, period.previous(), filters),
         "series": days,
         "funnel": funnel(now),
-        "breakdowns": {key: _ranked(rows) for key, rows in splits.items()},
+        "breakdowns": {key: _ranked(splits[key]) for key in DIMENSIONS},
     }

@@ -26,6 +26,13 @@ count and net value (value − refunded, split in two sums as in
 :mod:`firsttag.analytics.queries` so no 64-bit sum can overflow); sessions per (bot,
 clicked). The site's settings (counting statuses, browser revenue) apply when reading, so
 changing them needs no rebuild.
+
+Touch rollups (the overview's channel breakdowns) keep the same numbers per touch
+dimension and value (:data:`TOUCH_DIMENSIONS`, "" where unknown): a conversion under the
+session the last-non-direct model credits (``last_non_direct_session_id``, frozen when
+it was stored; the credited session was stored before it and sessions never change), a
+session under its own touch, bots left out. They are recounted with the same buckets,
+in the same transaction, so they are exact for the same reasons.
 """
 
 from __future__ import annotations
@@ -34,7 +41,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, or_, select
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from firsttag import store
 from firsttag.wire import Conversion, Event, Session
@@ -50,6 +69,13 @@ _KEY_CHUNK = 500  # dedup keys per lookup
 
 conversion_rollups = store.conversion_rollups
 session_rollups = store.session_rollups
+touch_conversion_rollups = store.touch_conversion_rollups
+touch_session_rollups = store.touch_session_rollups
+
+#: The ``sessions`` columns the touch rollups split by, as named in their ``dimension``.
+TOUCH_DIMENSIONS = ("channel", "source", "campaign", "landing_page", "device")
+#: The conversions column naming the session a conversion is credited to (last non-direct).
+TOUCH_MODEL_COLUMN = "last_non_direct_session_id"
 
 
 def bucket_of(timestamp: str) -> str:
@@ -130,25 +156,116 @@ def _session_select(site_id: str, where: Any) -> Any:
     )
 
 
+def _dimension(name: str) -> Any:
+    # A typed constant: PostgreSQL cannot infer an untyped parameter in INSERT … SELECT.
+    return cast(literal(name), String(16)).label("dimension")
+
+
+def _touch_conversion_select(site_id: str, where: Any) -> Any:
+    c = store.conversions
+    credited = store.sessions.alias("credited")
+    joined = c.outerjoin(
+        credited,
+        and_(
+            credited.c.site_id == c.c.site_id,
+            credited.c.session_id == c.c[TOUCH_MODEL_COLUMN],
+        ),
+    )
+    bucket = _bucket_sql(c.c.occurred_at)
+    net = c.c.value - c.c.refunded
+    status = func.coalesce(c.c.status, "")
+    currency = func.coalesce(c.c.currency, "")
+    parts = []
+    for name in TOUCH_DIMENSIONS:
+        value = func.coalesce(credited.c[name], "")
+        parts.append(
+            select(
+                c.c.site_id,
+                _dimension(name),
+                value.label("value"),
+                bucket.label("bucket"),
+                c.c.kind,
+                c.c.source,
+                c.c.name,
+                status.label("status"),
+                currency.label("currency"),
+                func.count().label("conversions"),
+                func.coalesce(func.sum(net // SPLIT), 0).label("value_high"),
+                func.coalesce(func.sum(net % SPLIT), 0).label("value_low"),
+            )
+            .select_from(joined)
+            .where(c.c.site_id == site_id, where)
+            .group_by(c.c.site_id, value, bucket, c.c.kind, c.c.source, c.c.name, status, currency)
+        )
+    return union_all(*parts)
+
+
+def _touch_session_select(site_id: str, where: Any) -> Any:
+    s = store.sessions
+    bucket = _bucket_sql(s.c.created_at)
+    clicked = s.c.click_id.is_not(None)
+    parts = []
+    for name in TOUCH_DIMENSIONS:
+        value = func.coalesce(s.c[name], "")
+        parts.append(
+            select(
+                s.c.site_id,
+                _dimension(name),
+                value.label("value"),
+                bucket.label("bucket"),
+                clicked.label("clicked"),
+                func.count().label("sessions"),
+            )
+            .where(s.c.site_id == site_id, s.c.bot.is_(False), where)
+            .group_by(s.c.site_id, value, bucket, clicked)
+        )
+    return union_all(*parts)
+
+
 _CONVERSION_COLUMNS = [
     "site_id", "bucket", "kind", "source", "name", "status", "currency",
     "conversions", "value_high", "value_low",
 ]  # fmt: skip
 _SESSION_COLUMNS = ["site_id", "bucket", "bot", "clicked", "sessions"]
+_TOUCH_CONVERSION_COLUMNS = [
+    "site_id", "dimension", "value", "bucket", "kind", "source", "name", "status", "currency",
+    "conversions", "value_high", "value_low",
+]  # fmt: skip
+_TOUCH_SESSION_COLUMNS = ["site_id", "dimension", "value", "bucket", "clicked", "sessions"]
+
+#: Per kind of row: (rollup table, its columns, the select that counts it from the rows).
+_PLANS = {
+    "conversions": [
+        (conversion_rollups, _CONVERSION_COLUMNS, _conversion_select),
+        (touch_conversion_rollups, _TOUCH_CONVERSION_COLUMNS, _touch_conversion_select),
+    ],
+    "sessions": [
+        (session_rollups, _SESSION_COLUMNS, _session_select),
+        (touch_session_rollups, _TOUCH_SESSION_COLUMNS, _touch_session_select),
+    ],
+}
+
+
+def _delete_buckets(conn: Any, table: Any, site_id: str, names: list[str]) -> None:
+    where = [table.c.site_id == site_id, table.c.bucket.in_(names)]
+    if "dimension" in table.c:
+        # Each dimension is its own range of the (site, dimension, bucket) index.
+        for name in TOUCH_DIMENSIONS:
+            conn.execute(delete(table).where(*where, table.c.dimension == name))
+        return
+    conn.execute(delete(table).where(*where))
 
 
 def _recount_buckets(conn: Any, site_id: str, buckets: set[str], sessions: bool) -> None:
-    table = session_rollups if sessions else conversion_rollups
     column = store.sessions.c.created_at if sessions else store.conversions.c.occurred_at
     ranges = _ranges(buckets)
     for i in range(0, len(ranges), _BUCKET_CHUNK):
         chunk = ranges[i : i + _BUCKET_CHUNK]
         names = [b for b in buckets if any(lo <= b < hi for lo, hi in chunk)]
-        conn.execute(delete(table).where(table.c.site_id == site_id, table.c.bucket.in_(names)))
         where = or_(*(and_(column >= lo, column < hi) for lo, hi in chunk))
-        make = _session_select if sessions else _conversion_select
-        columns = _SESSION_COLUMNS if sessions else _CONVERSION_COLUMNS
-        conn.execute(insert(table).from_select(columns, make(site_id, where)))
+        for table, columns, make in _PLANS["sessions" if sessions else "conversions"]:
+            _delete_buckets(conn, table, site_id, names)
+            conn.execute(insert(table).from_select(columns, make(site_id, where)))
 
 
 def refresh(conn: Any, events: list[Event]) -> None:
@@ -189,42 +306,41 @@ def _site_ids(conn: Any, site_id: str | None) -> list[str]:
     return list(conn.execute(select(store.sites.c.id).order_by(store.sites.c.id)).scalars())
 
 
-def rebuild(conn: Any, site_id: str | None = None) -> None:
-    """Recount every bucket of ``site_id`` (or of every site) from the stored rows."""
+def rebuild(conn: Any, site_id: str | None = None, tables: Iterable[str] | None = None) -> None:
+    """Recount every bucket of ``site_id`` (or of every site) from the stored rows.
+
+    ``tables`` names the rollup tables to recount (default: all); a migration names the
+    ones it creates, as later tables do not exist yet when it runs.
+    """
+    wanted = set(tables) if tables is not None else None
     for sid in _site_ids(conn, site_id):
-        for table in (conversion_rollups, session_rollups):
-            conn.execute(delete(table).where(table.c.site_id == sid))
-        conn.execute(
-            insert(conversion_rollups).from_select(
-                _CONVERSION_COLUMNS, _conversion_select(sid, literal(True))
-            )
-        )
-        conn.execute(
-            insert(session_rollups).from_select(
-                _SESSION_COLUMNS, _session_select(sid, literal(True))
-            )
-        )
+        for plans in _PLANS.values():
+            for table, columns, make in plans:
+                if wanted is not None and table.name not in wanted:
+                    continue
+                conn.execute(delete(table).where(table.c.site_id == sid))
+                conn.execute(insert(table).from_select(columns, make(sid, literal(True))))
 
 
 def recount(conn: Any, site_id: str) -> dict[str, set[tuple[Any, ...]]]:
-    """What the rollups of ``site_id`` should hold, counted now from the rows (for checks)."""
+    """What the rollups of ``site_id`` should hold, counted now from the rows (for checks).
+
+    Keyed by table name (``conversion_rollups``, ``touch_session_rollups``, …).
+    """
     return {
-        "conversions": {
-            _normal(r) for r in conn.execute(_conversion_select(site_id, literal(True)))
-        },
-        "sessions": {_normal(r) for r in conn.execute(_session_select(site_id, literal(True)))},
+        table.name: {_normal(r) for r in conn.execute(make(site_id, literal(True)))}
+        for plans in _PLANS.values()
+        for table, _, make in plans
     }
 
 
 def stored(conn: Any, site_id: str) -> dict[str, set[tuple[Any, ...]]]:
     """What the rollups of ``site_id`` hold now (for checks against :func:`recount`)."""
     out = {}
-    for name, table, columns in (
-        ("conversions", conversion_rollups, _CONVERSION_COLUMNS),
-        ("sessions", session_rollups, _SESSION_COLUMNS),
-    ):
-        query = select(*(table.c[k] for k in columns)).where(table.c.site_id == site_id)
-        out[name] = {_normal(r) for r in conn.execute(query)}
+    for plans in _PLANS.values():
+        for table, columns, _ in plans:
+            query = select(*(table.c[k] for k in columns)).where(table.c.site_id == site_id)
+            out[table.name] = {_normal(r) for r in conn.execute(query)}
     return out
 
 
@@ -235,6 +351,8 @@ def _normal(row: Any) -> tuple[Any, ...]:
 
 __all__ = [
     "BUCKET_MINUTES",
+    "TOUCH_DIMENSIONS",
+    "TOUCH_MODEL_COLUMN",
     "bucket_at",
     "bucket_of",
     "rebuild",

@@ -55,7 +55,7 @@ def upgrade() -> None:
 
     # The worker keeps the rollups from now on; the rows stored before this revision are
     # counted here, in the migration's transaction, so the overview is right at once.
-    rollups.rebuild(op.get_bind())
+    rollups.rebuild(op.get_bind(), tables=("conversion_rollups", "session_rollups"))
 
 
 def downgrade() -> None:

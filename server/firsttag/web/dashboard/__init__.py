@@ -29,6 +29,7 @@ from firsttag.web.dashboard import (  # the report pages (issue 9, reports slice
     formatting,
     overview_page,
     settings_page,
+    site_users_page,
     sites_page,
 )
 from firsttag.web.dashboard.blueprint import bp
@@ -38,6 +39,7 @@ __all__ = ["init_app"]
 _PAGES = (
     formatting,
     settings_page,
+    site_users_page,
     sites_page,
     overview_page,
     conversions_page,

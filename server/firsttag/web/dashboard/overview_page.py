@@ -21,7 +21,13 @@ from firsttag.web.dashboard.auth import require_site
 from firsttag.web.dashboard.blueprint import bp
 
 #: How a breakdown's values read on the page.
-VALUE_LABELS = {"kind": overview.KIND_LABELS, "source": overview.SOURCE_LABELS}
+VALUE_LABELS = {
+    "kind": overview.KIND_LABELS,
+    "source": overview.SOURCE_LABELS,
+    # Last non-direct credits a direct visit when there was no other: none means no visit
+    # of this visitor or click in the window at all.
+    "channel": {overview.NONE: "(no visit in the window)"},
+}
 
 
 def change(now: float | None, before: float | None) -> float | None:
@@ -51,6 +57,7 @@ def overview_page(site: Site) -> Any:
         ],
     )
     now, before = data["totals"], data["previous"]
+    plain_filters = [k for k in filters if not overview.DIMENSIONS[k].sessions]
     empty = now.sessions == 0 and not (now.leads or now.sales or now.browser_sales or now.other)
     return render_template(
         "dashboard/overview.html",
@@ -59,6 +66,7 @@ def overview_page(site: Site) -> Any:
         choices=CHOICES,
         period=period,
         filters=filters,
+        plain_filters=plain_filters,
         dimensions=overview.DIMENSIONS,
         value_labels=VALUE_LABELS,
         data=data,

@@ -14,7 +14,7 @@ from flask import request, url_for
 from werkzeug.exceptions import BadRequest
 
 from firsttag.analytics import overview
-from firsttag.analytics.explore import LIST_FILTERS
+from firsttag.analytics.explore import LIST_FILTERS, TOUCH_FILTERS
 from firsttag.analytics.periods import Period, resolve
 from firsttag.sites import Site
 
@@ -53,8 +53,8 @@ def overview_filters() -> dict[str, str]:
 
 
 def list_filters() -> dict[str, str]:
-    """Filters of the conversions list and its export."""
-    return filters(LIST_FILTERS)
+    """Filters of the conversions list and its export (also the overview's channel ones)."""
+    return filters((*LIST_FILTERS, *TOUCH_FILTERS))
 
 
 def url_with(endpoint: str, site_id: str, **changes: Any) -> str:

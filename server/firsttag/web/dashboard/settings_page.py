@@ -16,6 +16,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from firsttag import sites as site_rules
+from firsttag import users
 from firsttag.sites import ORDER_STATUSES, Site, time_zones
 from firsttag.tag.install import install_link
 from firsttag.web.context import services
@@ -32,6 +33,11 @@ GRACE_CHOICES = (
 )
 
 
+def settings_page(site: Site, status: int = 200, **extra: Any) -> Any:
+    """The settings page of ``site`` (with ``extra`` template values), as a response."""
+    return _page(site, status, **extra)
+
+
 def _page(site: Site, status: int = 200, **extra: Any) -> Any:
     s = services()
     context = {
@@ -44,6 +50,8 @@ def _page(site: Site, status: int = 200, **extra: Any) -> Any:
         "form": None,
         "error": None,
         "new_secret_key": None,
+        "site_users": users.site_users(s.engine, site.id),
+        "roles": users.ROLES,
         **extra,
     }
     return render_template("dashboard/settings.html", **context), status
