@@ -283,3 +283,24 @@ def test_the_conversions_export_streams_in_chunks_in_constant_memory(engine):
     assert chunks_big == 1 + 20  # the header, then one chunk per fetch of CHUNK_ROWS
     # Ten times the rows, about the same memory: what is held is one chunk, not the export.
     assert peak_big < 2 * peak_small, (peak_small, peak_big)
+
+
+def test_exported_text_cannot_become_a_spreadsheet_formula(engine):
+    # Names come from browsers. A leading = is defused with an apostrophe, and every text
+    # cell is quoted so that a spreadsheet splitting on ";" (found by an outside review)
+    # cannot start a cell in the middle of one.
+    site, _ = create_site(engine, "CSV shop", ["https://csv.example"])
+    now = store.utcnow()
+    names = ["=1+1", "Purchase;=cmd|' /C calc'!A0;"]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(store.conversions),
+            [
+                {"site_id": site.id, "dedup_key": f"browser:{i}", "kind": "conversion",
+                 "source": "browser", "name": name, "occurred_at": now, "received_at": now}
+                for i, name in enumerate(names)
+            ],
+        )  # fmt: skip
+    text = "".join(exports.conversions_csv(engine, site.id, {}, None))
+    assert {r["name"] for r in csv.DictReader(io.StringIO(text))} == {"'=1+1", names[1]}
+    assert '"Purchase;=cmd|\' /C calc\'!A0;"' in text

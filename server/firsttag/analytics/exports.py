@@ -46,7 +46,10 @@ def _major(minor: int | None, currency: str | None) -> str:
 
 def _lines(rows: Iterable[list[Any]]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    # Every text cell quoted: a spreadsheet that splits on ";" (many European locales)
+    # would otherwise start a cell mid-value ("Purchase;=cmd…"), past _safe's first-character
+    # check (found by an outside review).
+    csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC).writerows(rows)
     return out.getvalue()
 
 
