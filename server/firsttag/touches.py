@@ -221,7 +221,7 @@ def _referrer(referrer: str | None, origins: tuple[str, ...] | list[str]) -> tup
         return None
     try:
         parts = urlsplit(referrer)
-        host = (parts.hostname or "").lower()
+        host = _CONTROL.sub("", parts.hostname or "").lower()
     except ValueError:
         return None
     if not host:
