@@ -240,3 +240,38 @@ def test_a_refused_admit_is_answered_by_flask_without_charging_twice(config, sit
     limited = dict(answers[3][1])
     assert limited["RateLimit-Remaining"] == "0" and int(limited["Retry-After"]) >= 1
     assert Redis.from_url(config.redis_url).llen(BUFFER_KEY) == 1
+
+
+class _Pieces(io.RawIOBase):
+    """A request body that arrives a few bytes per read, as some servers hand it over."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        piece, self.data = self.data[:7], self.data[7:]
+        return piece
+
+
+def test_a_body_read_in_pieces_is_whole(app, front, config, site):
+    dispatched: list[str] = []
+    app.before_request(lambda: dispatched.append("flask"))
+    body = json.dumps({**BODIES["/api/v1/sessions"][1], "siteKey": site.site_key}).encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/v1/sessions",
+        "REMOTE_ADDR": "10.7.7.7",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": _Pieces(body),
+    }
+    answered: list = []
+    out = b"".join(front(environ, lambda status, hs, exc=None: answered.append(status)))
+    assert (
+        answered == ["200 OK"]
+        and json.loads(out)["sessionId"] == BODIES["/api/v1/sessions"][1]["sessionId"]
+    )
+    assert dispatched == []
+    assert Redis.from_url(config.redis_url).llen(BUFFER_KEY) == 1

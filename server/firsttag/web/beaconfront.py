@@ -118,7 +118,13 @@ class BeaconFront:
         size = int(length)
         if size == 0 or size > self.max_body:
             return None  # Flask's 400 for an empty body, its 413 for a large one
-        raw: bytes = environ["wsgi.input"].read(size)
+        stream = environ["wsgi.input"]
+        raw: bytes = stream.read(size)
+        while len(raw) < size:  # a server may hand the body over in pieces
+            more = stream.read(size - len(raw))
+            if not more:
+                break
+            raw += more
         if len(raw) < size:  # the client went away: Flask meets the same short stream
             environ["wsgi.input"] = io.BytesIO(raw)
             return None
