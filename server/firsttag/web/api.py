@@ -46,8 +46,12 @@ _BROWSER_ENDPOINTS = {"api.register_session", "api.convert_session", "api.beacon
 # Endpoints that charge their rate limits and queue their event in one Redis call.
 _LEAN_ENDPOINTS = {"api.register_session", "api.beacon"}
 _PREFLIGHT_MAX_AGE = "600"
+#: The environ key where web/beaconfront.py, which answers accepted beacons and session
+#: registrations before Flask, leaves the outcome of the admit call it already made
+#: for a request it hands over (a refused verdict, BacklogFull, a RedisError).
+ADMITTED = "firsttag.admitted"
 # Not CORS-safelisted, so a page could not read when to retry without this.
-_EXPOSED_HEADERS = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+EXPOSED_HEADERS = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 
 
 def _check_origin(site: Site) -> None:
@@ -94,12 +98,17 @@ def _charged_if_refused() -> Iterator[None]:
 def _admit(site: Site, event: wire.Event) -> None:
     """The lean path's one Redis call: charge the client's and the site's limits, queue.
 
-    Every accepted browser event (sessions, beacon) passes here, once its site is known
-    (``g.site``): the place for per-event hooks. The request then leaves through
-    :func:`_cors` like any other.
+    Every browser event (sessions, beacon) that web/beaconfront.py did not accept passes
+    here, once its site is known (``g.site``); a per-event hook must go here and in
+    beaconfront alike. The request then leaves through :func:`_cors` like any other.
+    When beaconfront already made the call and it refused, its outcome is answered
+    instead: the limits are not charged twice and nothing is queued.
     """
     limits = [client_limit(request.remote_addr), site_limit("browser", site)]
-    record(services().buffer.admit(limits, event))
+    decided = request.environ.pop(ADMITTED, None)
+    if isinstance(decided, Exception):
+        raise decided
+    record(decided if decided is not None else services().buffer.admit(limits, event))
 
 
 def _origin_allowed(origin: str) -> bool:
@@ -130,7 +139,7 @@ def _cors(response: Response) -> Response:
         allowed = site.allows_origin(origin) if site else _origin_allowed(origin)
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         response.vary.add("Origin")
     return response
 

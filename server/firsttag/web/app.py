@@ -35,6 +35,7 @@ from firsttag.web import (
     telemetry,
     tracking,
 )
+from firsttag.web.beaconfront import BeaconFront
 from firsttag.web.context import EXTENSION, Services, services
 from firsttag.web.proxies import trust_proxies
 from firsttag.web.ratelimit import add_headers
@@ -73,6 +74,8 @@ def create_app(config: Config | None = None) -> Flask:
     )
     # Tag GETs are answered before Flask's dispatch (telemetry's hooks must exist first).
     telemetry.register(app)
+    # Accepted beacons and session registrations too (refusals still go to Flask).
+    app.wsgi_app = BeaconFront(app.wsgi_app, app, app.extensions[EXTENSION])  # type: ignore[method-assign]
     app.wsgi_app = TagFront(  # type: ignore[method-assign]
         app.wsgi_app, app, app.extensions[EXTENSION], tags.TAG_CACHE_SECONDS
     )
