@@ -5,6 +5,8 @@ axe-core with no serious violation, the CSP blocking nothing; screenshots for do
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,14 @@ from e2e.conftest import Firsttag
 from e2e.test_dashboard_core import PASSWORD, cli, serious
 from tests.support import wait_until
 
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: Where the dashboard tests save screenshots: docs/screenshots/ with FIRSTTAG_SCREENSHOTS=1
+#: (to refresh the README's pictures), else a temporary folder, so that running the tests
+#: never changes the checkout.
+SHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("FIRSTTAG_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "firsttag-screenshots"
+)
 
 
 @pytest.fixture(scope="module")
