@@ -421,7 +421,7 @@ def insert_ignoring_duplicates(
     """Insert ``rows``; rows whose ``keys`` already exist are skipped. Returns rows inserted."""
     if not rows:
         return 0
-    stmt = _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
     return conn.execute(stmt, rows).rowcount or 0
 
 
@@ -429,7 +429,7 @@ def upsert_customers(conn: Any, rows: list[dict[str, Any]]) -> None:
     """Create customers; an existing one keeps its data but gains a click it lacked."""
     if not rows:
         return
-    stmt = _dialect_insert(conn, customers)
+    stmt = dialect_insert(conn, customers)
     stmt = stmt.on_conflict_do_update(
         index_elements=["site_id", "external_id"],
         set_={
@@ -447,7 +447,7 @@ def erase_customer(conn: Any, site_id: str, external_id: str, erased_at: str) ->
     its batch, after every event queued before it. Repeating it is harmless.
     """
     public_id = public_customer_id(site_id, external_id)
-    stmt = _dialect_insert(conn, customer_erasures).values(
+    stmt = dialect_insert(conn, customer_erasures).values(
         site_id=site_id, public_id=public_id, erased_at=erased_at
     )
     conn.execute(
@@ -515,7 +515,7 @@ def erased_conversion_fields(site_id: str, row: Mapping[str, Any]) -> dict[str, 
 
 def upsert_order(conn: Any, row: dict[str, Any]) -> None:
     """Store an order, or move it to a newer state; an older state never replaces a newer."""
-    stmt = _dialect_insert(conn, conversions).values(**row)
+    stmt = dialect_insert(conn, conversions).values(**row)
     stmt = stmt.on_conflict_do_update(
         index_elements=["site_id", "dedup_key"],
         set_={
@@ -542,7 +542,7 @@ def record_verifications(conn: Any, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     table = session_verifications
-    stmt = _dialect_insert(conn, table)
+    stmt = dialect_insert(conn, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["site_id", "session_id"],
         set_={"verified_at": stmt.excluded.verified_at},
@@ -551,7 +551,8 @@ def record_verifications(conn: Any, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
-def _dialect_insert(conn: Any, table: Table) -> Any:
+def dialect_insert(conn: Any, table: Table) -> Any:
+    """An INSERT for ``table`` in ``conn``'s dialect, which offers ``ON CONFLICT``."""
     name = conn.dialect.name
     if name == "sqlite":
         return sqlite.insert(table)

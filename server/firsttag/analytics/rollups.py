@@ -7,15 +7,18 @@ whole number of quarter hours from UTC (India +5:30, Nepal +5:45, Chatham +12:45
 local midnight always falls on a quarter-hour boundary: any local day is a whole set of
 buckets, for any zone, with no rebuild. A 30-day overview reads 30 × 96 buckets.
 
-How they stay exact: the worker calls :func:`refresh` in the same transaction as the rows
-(:func:`firsttag.events.rows.write`). It does not add deltas; it recounts every bucket the
-batch touched from the stored rows (delete, then ``INSERT … SELECT … GROUP BY``). A
-replayed event, a refund, a status change or an older order version that the store refused
-all end the same way: the bucket equals a recount of the rows, because it *is* one. For
-an order update the bucket is the stored row's ``occurred_at`` (the update cannot move
-it), read back after the write. Buckets are small, so the recount costs one indexed range
-per touched quarter hour. The drain lease (:mod:`firsttag.events.buffer`) lets one batch
-be written at a time, so two recounts of one bucket never race.
+How they stay exact: the worker calls :func:`stored_before` and then :func:`refresh` in
+the same transaction as the rows (:func:`firsttag.events.rows.write`). Rows the batch
+added (sessions and conversions that were not stored before it) are added to their
+buckets: an ``INSERT … SELECT … GROUP BY`` of their own counts, upserted onto the bucket,
+so the cost follows the batch, not the size of the bucket (recounting whole buckets made
+the drain slower as a busy quarter hour filled). A replayed event was stored before, so it
+adds nothing. A conversion that existed before — an order update, a refund, a stale order
+version the store refused — has its buckets recounted from the rows (delete, then
+``INSERT … SELECT``): for an order update the bucket is the stored row's ``occurred_at``
+(the update cannot move it), read back after the write. The drain lease
+(:mod:`firsttag.events.buffer`) lets one batch be written at a time, so nothing else
+writes the rows between the look before and the count after.
 
 :func:`rebuild` recounts a whole site (or every site): for a database that existed before
 rollups, and for the benchmark's bulk load. :func:`recount` returns what the tables should
@@ -38,6 +41,7 @@ in the same transaction, so they are exact for the same reasons.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -268,36 +272,103 @@ def _recount_buckets(conn: Any, site_id: str, buckets: set[str], sessions: bool)
             conn.execute(insert(table).from_select(columns, make(site_id, where)))
 
 
-def refresh(conn: Any, events: list[Event]) -> None:
-    """Recount the buckets ``events`` may have changed, on ``conn`` (the rows' transaction).
+@dataclass(frozen=True)
+class Stored:
+    """Which of a batch's sessions and conversions were stored before it (per site)."""
 
-    Call after the rows of ``events`` are written (see the module docstring).
-    """
-    session_buckets: dict[str, set[str]] = {}
+    sessions: dict[str, set[str]]
+    conversions: dict[str, set[str]]
+
+
+def _batch_keys(events: list[Event]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    sessions: dict[str, set[str]] = {}
     keys: dict[str, set[str]] = {}
     for event in events:
         if isinstance(event.body, Session):
-            session_buckets.setdefault(event.site, set()).add(bucket_of(event.received_at))
+            sessions.setdefault(event.site, set()).add(event.body.session_id)
         elif isinstance(event.body, Conversion):
-            keys.setdefault(event.site, set()).add(event.body.dedup_key)
-    for site_id, buckets in session_buckets.items():
-        _recount_buckets(conn, site_id, buckets, sessions=True)
-    c = store.conversions
+            # A conversion of a customer erased before it arrived is stored under its
+            # erased key (store.erased_conversion_fields): look for both.
+            keys.setdefault(event.site, set()).update(
+                (event.body.dedup_key, store.erased_dedup_key(event.site, event.body.dedup_key))
+            )
+    return sessions, keys
+
+
+def _present(conn: Any, table: Any, column: str, site_id: str, values: set[str]) -> set[str]:
+    ordered = sorted(values)
+    found: set[str] = set()
+    for i in range(0, len(ordered), _KEY_CHUNK):
+        chunk = ordered[i : i + _KEY_CHUNK]
+        found.update(
+            conn.execute(
+                select(table.c[column]).where(
+                    table.c.site_id == site_id, table.c[column].in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
+
+
+def stored_before(conn: Any, events: list[Event]) -> Stored:
+    """What of ``events`` is already stored; call on the rows' transaction before writing."""
+    sessions, keys = _batch_keys(events)
+    return Stored(
+        {
+            site: _present(conn, store.sessions, "session_id", site, ids)
+            for site, ids in sessions.items()
+        },
+        {site: _present(conn, store.conversions, "dedup_key", site, k) for site, k in keys.items()},
+    )
+
+
+def refresh(conn: Any, events: list[Event], before: Stored) -> None:
+    """Bring the buckets ``events`` changed up to date, on ``conn`` (the rows' transaction).
+
+    Call after the rows of ``events`` are written, with what :func:`stored_before` found.
+    Rows this batch added are added to their buckets (an upsert of their own counts: the
+    cost follows the batch, not the bucket's size). Conversions that existed before (an
+    order update, a refund) have their buckets recounted from the rows, which also makes
+    those buckets exact whatever the deltas did. A replayed event was stored before, so it
+    adds nothing.
+    """
+    sessions, keys = _batch_keys(events)
+    s, c = store.sessions, store.conversions
+    for site_id, ids in sessions.items():
+        new = sorted(ids - before.sessions.get(site_id, set()))
+        for i in range(0, len(new), _KEY_CHUNK):
+            _add(conn, "sessions", site_id, s.c.session_id.in_(new[i : i + _KEY_CHUNK]))
     for site_id, site_keys in keys.items():
-        ordered = sorted(site_keys)
+        known = before.conversions.get(site_id, set())
+        new = sorted(site_keys - known)
+        for i in range(0, len(new), _KEY_CHUNK):
+            _add(conn, "conversions", site_id, c.c.dedup_key.in_(new[i : i + _KEY_CHUNK]))
+        updated = sorted(site_keys & known)
         buckets: set[str] = set()
-        for i in range(0, len(ordered), _KEY_CHUNK):
+        for i in range(0, len(updated), _KEY_CHUNK):
             # The stored time, not the event's: an order update keeps its first time.
             buckets.update(
                 bucket_of(t)
                 for t in conn.execute(
                     select(c.c.occurred_at).where(
-                        c.c.site_id == site_id, c.c.dedup_key.in_(ordered[i : i + _KEY_CHUNK])
+                        c.c.site_id == site_id, c.c.dedup_key.in_(updated[i : i + _KEY_CHUNK])
                     )
                 ).scalars()
             )
         if buckets:
             _recount_buckets(conn, site_id, buckets, sessions=False)
+
+
+def _add(conn: Any, kind: str, site_id: str, where: Any) -> None:
+    """Add the counts of the rows matching ``where`` to their buckets (insert or increase)."""
+    for table, columns, make in _PLANS[kind]:
+        counts = [n for n in columns if n in ("sessions", "conversions", "value_high", "value_low")]
+        stmt = store.dialect_insert(conn, table).from_select(columns, make(site_id, where))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[col.name for col in table.primary_key.columns],
+            set_={n: table.c[n] + stmt.excluded[n] for n in counts},
+        )
+        conn.execute(stmt)
 
 
 def _site_ids(conn: Any, site_id: str | None) -> list[str]:

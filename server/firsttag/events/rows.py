@@ -33,6 +33,7 @@ def write(conn: Any, events: list[Event]) -> None:
         if isinstance(event.body, Erasure):
             store.erase_customer(conn, event.site, event.body.external_id, event.received_at)
     erased = _erased_before(conn, events)
+    before = rollups.stored_before(conn, events)  # which rows the batch adds, for the rollups
     store.insert_ignoring_duplicates(
         conn,
         store.sessions,
@@ -64,7 +65,7 @@ def write(conn: Any, events: list[Event]) -> None:
     for row in rows:
         if row["status"] is not None:
             store.upsert_order(conn, row)
-    rollups.refresh(conn, events)  # the dashboard's counts, in this same transaction
+    rollups.refresh(conn, events, before)  # the dashboard's counts, in this same transaction
 
 
 def _erased_before(conn: Any, events: list[Event]) -> Callable[[str, str | None, str], bool]:
