@@ -168,16 +168,8 @@ def register_session() -> Any:
     s = services()
     session_key = s.session_keys.issue(site.id, body.sessionId)
     ids = firstparty.identify(site, body.visitorId, body.clickId)  # first-party cookie wins
-    session = wire.Session(
-        session_id=body.sessionId,
-        visitor_id=ids.visitor_id,
-        click_id=ids.click_id,
-        url=body.url,
-        referrer=body.referrer,
-        user_agent=request.headers.get("User-Agent", "")[:512] or None,
-        bot=is_bot(request.headers.get("User-Agent"), body.webdriver),
-    )
-    _admit(site, wire.Event(site.id, store.utcnow(), session))
+    user_agent = request.headers.get("User-Agent")
+    _admit(site, session_event(site, body, ids.visitor_id, ids.click_id, user_agent))
     return firstparty.answer(site, ids, {"sessionKey": session_key, "sessionId": body.sessionId})
 
 
@@ -223,11 +215,39 @@ def beacon() -> Any:
         if body.value is not None and body.value > bound:
             # Refused, not clamped: a clamped value would be stored as if the page sent it.
             raise field_error("value", f"must be at most {bound} (the site's max browser value)")
+    _admit(site, beacon_event(site, body, session_id))
+    return {"accepted": True, "id": body.id}, 202
+
+
+# -- the events of the browser endpoints (web/beaconfront.py builds them here too) ------
+
+
+def session_event(
+    site: Site,
+    body: schemas.SessionRegistration,
+    visitor_id: str,
+    click_id: str | None,
+    user_agent: str | None,
+) -> wire.Event:
+    """The event of a session registration: its IDs, page, user agent (cut) and bot flag."""
+    session = wire.Session(
+        session_id=body.sessionId,
+        visitor_id=visitor_id,
+        click_id=click_id,
+        url=body.url,
+        referrer=body.referrer,
+        user_agent=(user_agent or "")[:512] or None,
+        bot=is_bot(user_agent, body.webdriver),
+    )
+    return wire.Event(site.id, store.utcnow(), session)
+
+
+def beacon_event(site: Site, body: schemas.BrowserConversion, session_id: str | None) -> wire.Event:
+    """The event of a browser conversion, received now."""
     received_at = store.utcnow()
     outcome = conversions.from_beacon(body, session_id, received_at)
     # The tag's ID makes a re-send identical, so the store's unique key is all it needs.
-    _admit(site, conversion_event(site.id, outcome, received_at))
-    return {"accepted": True, "id": body.id}, 202
+    return conversion_event(site.id, outcome, received_at)
 
 
 # -- secret-key endpoints ----------------------------------------------------------------

@@ -38,13 +38,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from firsttag import bounds, conversions, metrics, schemas, store, wire
-from firsttag.admission import conversion_event
-from firsttag.bots import is_bot
+from firsttag import bounds, metrics, schemas, wire
 from firsttag.limiter import PERIOD_MS, Limit, Verdict, client_subject
 from firsttag.sites import Site
 from firsttag.web import telemetry
-from firsttag.web.api import ADMITTED, EXPOSED_HEADERS
+from firsttag.web.api import ADMITTED, EXPOSED_HEADERS, beacon_event, session_event
 from firsttag.web.context import Services
 
 if TYPE_CHECKING:
@@ -143,10 +141,7 @@ class BeaconFront:
             session_id = opened[1]
         if body.value is not None and body.value > site.settings.max_browser_value:
             raise _Refer
-        received_at = store.utcnow()
-        outcome = conversions.from_beacon(body, session_id, received_at)
-        event = conversion_event(site.id, outcome, received_at)
-        verdict = self._admit(environ, site, event)
+        verdict = self._admit(environ, site, beacon_event(site, body, session_id))
         if verdict is None:
             return None
         return _Accepted("202 ACCEPTED", {"accepted": True, "id": body.id}, site, verdict)
@@ -157,17 +152,10 @@ class BeaconFront:
         if site.settings.first_party_path:
             raise _Refer  # the first-party cookie is read and set by Flask's handler
         session_key = self.services.session_keys.issue(site.id, body.sessionId)
-        user_agent = environ.get("HTTP_USER_AGENT")
-        session = wire.Session(
-            session_id=body.sessionId,
-            visitor_id=body.visitorId,
-            click_id=body.clickId,
-            url=body.url,
-            referrer=body.referrer,
-            user_agent=(user_agent or "")[:512] or None,
-            bot=is_bot(user_agent, body.webdriver),
+        event = session_event(
+            site, body, body.visitorId, body.clickId, environ.get("HTTP_USER_AGENT")
         )
-        verdict = self._admit(environ, site, wire.Event(site.id, store.utcnow(), session))
+        verdict = self._admit(environ, site, event)
         if verdict is None:
             return None
         answer = {
