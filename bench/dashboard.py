@@ -214,13 +214,13 @@ def bench(url: str, sessions: int, conversions: int, days: int, pages: int, camp
     _analyze(engine)
     with engine.connect() as conn:
         n_rollups = conn.execute(
-            select(func.count()).select_from(store.conversion_rollups)
+            select(func.count()).select_from(store.conversion_days)
         ).scalar_one()
         n_touch = conn.execute(
-            select(func.count()).select_from(store.touch_conversion_rollups)
+            select(func.count()).select_from(store.touch_conversion_days)
         ).scalar_one()
         n_touch_s = conn.execute(
-            select(func.count()).select_from(store.touch_session_rollups)
+            select(func.count()).select_from(store.touch_session_days)
         ).scalar_one()
     print(
         f"{name}: {pages:,} landing pages, {campaigns:,} campaigns; "

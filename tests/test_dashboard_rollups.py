@@ -7,9 +7,12 @@ compare them with a recount made afterwards from the stored rows.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from firsttag import store
-from firsttag.analytics import rollups
+from firsttag.analytics import overview, rollups
+from firsttag.analytics.periods import resolve
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY, EventBuffer
+from firsttag.sites import update_settings
 from redis import Redis
 from sqlalchemy import func, select
 
@@ -85,7 +88,7 @@ def drain(config, events) -> None:
 
 
 def rollup_total(engine, site_id: str, column: str) -> int:
-    table = store.conversion_rollups if column != "sessions" else store.session_rollups
+    table = store.conversion_days if column != "sessions" else store.session_days
     with engine.connect() as conn:
         return int(
             conn.execute(
@@ -136,7 +139,7 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
     assert rollup_total(engine, site.id, "conversions") == 20 + 10 + 5 + 2
     # Net money: browser sales 10 × 9.99 USD; order A fully refunded, B still 100.00 EUR.
     with engine.connect() as conn:
-        t = store.conversion_rollups
+        t = store.conversion_days
         money = dict(
             conn.execute(
                 select(t.c.currency, func.sum(t.c.value_high * rollups.SPLIT + t.c.value_low))
@@ -149,7 +152,7 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
     # and some conversions credited to a tagged visit (not all to "none").
     with engine.connect() as conn:
         for dimension in rollups.TOUCH_DIMENSIONS:
-            ts, tc = store.touch_session_rollups, store.touch_conversion_rollups
+            ts, tc = store.touch_session_days, store.touch_conversion_days
             n_sessions = conn.execute(
                 select(func.sum(ts.c.sessions)).where(
                     ts.c.site_id == site.id, ts.c.dimension == dimension
@@ -170,15 +173,79 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
 def test_rebuild_recounts_a_store_that_had_no_rollups(config, engine, site, worker):
     drain(config, [session(site.id, n, minute=n, click=True) for n in range(12)])
     with engine.begin() as conn:
-        conn.execute(store.session_rollups.delete())
-        conn.execute(store.touch_session_rollups.delete())
+        conn.execute(store.session_days.delete())
+        conn.execute(store.touch_session_days.delete())
         assert rollups.stored(conn, site.id) != rollups.recount(conn, site.id)
         rollups.rebuild(conn)
         assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
 
 
-def test_buckets_are_quarter_hours_that_sort_with_store_times():
-    assert rollups.bucket_of("2026-03-01T10:14:59.999999Z") == "2026-03-01T10:00"
-    assert rollups.bucket_of("2026-03-01T10:15:00.000000Z") == "2026-03-01T10:15"
-    assert rollups.bucket_of("2026-03-01T23:59:00.000000Z") == "2026-03-01T23:45"
-    assert "2026-03-01T10:15" <= "2026-03-01T10:15:00.000000Z" < "2026-03-01T10:30"
+def test_local_days_follow_the_zone_across_daylight_saving_changes(engine):
+    # Paris: UTC+1 in winter, UTC+2 from 2026-03-29 01:00 UTC until 2026-10-25 01:00 UTC.
+    offsets = dict(rollups.zone_offsets("Europe/Paris", 2026))
+    assert offsets["2026-03-29T01:00:00.000000Z"] == 120
+    assert offsets["2026-10-25T01:00:00.000000Z"] == 60
+    assert rollups.zone_offsets("Asia/Kathmandu", 2026)[-1][1] == 345
+    cases = {
+        ("2026-03-28T22:59:59.000000Z", "Europe/Paris"): "2026-03-28",
+        ("2026-03-28T23:00:00.000000Z", "Europe/Paris"): "2026-03-29",  # 23-hour day
+        ("2026-03-29T21:59:59.000000Z", "Europe/Paris"): "2026-03-29",
+        ("2026-03-29T22:00:00.000000Z", "Europe/Paris"): "2026-03-30",
+        ("2026-10-25T22:59:59.000000Z", "Europe/Paris"): "2026-10-25",  # 25-hour day
+        ("2026-10-25T23:00:00.000000Z", "Europe/Paris"): "2026-10-26",
+        ("2026-06-01T18:14:59.000000Z", "Asia/Kathmandu"): "2026-06-01",
+        ("2026-06-01T18:15:00.000000Z", "Asia/Kathmandu"): "2026-06-02",
+        ("2026-06-01T04:59:59.000000Z", "America/New_York"): "2026-06-01",
+        ("2026-01-01T04:59:59.000000Z", "America/New_York"): "2025-12-31",
+        ("2026-01-01T00:00:00.000000Z", "UTC"): "2026-01-01",
+    }
+    # The database computes the same local day as Python, on SQLite and on PostgreSQL.
+    column = sa.literal_column("t")
+    with engine.connect() as conn:
+        for (moment, zone), day in cases.items():
+            assert rollups.local_day(moment, zone) == day, (moment, zone)
+            query = sa.select(rollups.local_day_sql(conn.dialect.name, column, zone)).select_from(
+                sa.select(sa.literal(moment).label("t")).subquery()
+            )
+            assert conn.execute(query).scalar_one() == day, (moment, zone)
+
+
+def _days(engine, site_id: str) -> dict[str, int]:
+    t = store.session_days
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.day, func.sum(t.c.sessions)).where(t.c.site_id == site_id).group_by(t.c.day)
+        )
+        return {day: int(n) for day, n in rows}
+
+
+def test_a_time_zone_change_recounts_the_days_and_the_worker_catches_one_nobody_followed(
+    config, engine, site, worker
+):
+    # Sessions at 10:00 … 11:57 UTC: one day in UTC; in Kiritimati (UTC+14) the ones from
+    # 10:00 are on the next day, and in Honolulu (UTC-10) on the same one.
+    drain(config, [session(site.id, n, minute=n * 3, click=True) for n in range(40)])
+    assert _days(engine, site.id) == {"2026-03-01": 40}
+    with engine.connect() as conn:
+        assert rollups.zone_of(conn, site.id) == "UTC"
+
+    # The settings page and `firsttag sites update` follow a change at once.
+    update_settings(engine, site.id, time_zone="Pacific/Kiritimati")
+    with engine.begin() as conn:
+        assert rollups.sync_zone(conn, site.id) == ("Pacific/Kiritimati", True)
+    assert _days(engine, site.id) == {"2026-03-02": 40}
+    with engine.connect() as conn:
+        assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
+
+    # A change nobody followed: the overview counts from the rows meanwhile (same numbers),
+    # and the worker's next batch of the site recounts its days before adding its own.
+    changed = update_settings(engine, site.id, time_zone="Pacific/Honolulu")
+    _, day = resolve("custom", "Pacific/Honolulu", "2026-03-01", "2026-03-01")
+    assert overview.totals(engine, changed, day, {}).sessions == 40
+    assert _days(engine, site.id) == {"2026-03-02": 40}  # not yet recounted
+    drain(config, [session(site.id, 100, minute=150, click=False)])
+    with engine.connect() as conn:
+        assert rollups.zone_of(conn, site.id) == "Pacific/Honolulu"
+        assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
+    assert _days(engine, site.id) == {"2026-03-01": 41}
+    assert overview.totals(engine, changed, day, {}).sessions == 41

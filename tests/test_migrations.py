@@ -90,7 +90,8 @@ def test_a_database_of_the_first_release_is_upgraded_keeping_its_rows(database_u
         conn.execute(
             sa.text(
                 "INSERT INTO conversions (site_id, dedup_key, source, name, occurred_at, "
-                "received_at) VALUES ('st_000000000001', 'order:1', 'order', 'Purchase', 't', 't')"
+                "received_at) VALUES ('st_000000000001', 'order:1', 'order', 'Purchase', "
+                "'2026-01-02T03:04:05.000000Z', '2026-01-02T03:04:05.000000Z')"
             )
         )
     engine.dispose()
@@ -226,8 +227,14 @@ def test_upgrading_to_touches_classifies_the_visits_and_counts_the_rollups_alrea
             sa.text("SELECT channel, source, medium, campaign, landing_page FROM sessions")
         ).one()
         rolled = conn.execute(
-            sa.text("SELECT SUM(conversions) FROM conversion_rollups WHERE site_id = 'st_1'")
-        ).scalar()
+            sa.text(
+                "SELECT day, SUM(conversions) FROM conversion_days WHERE site_id = 'st_1' "
+                "GROUP BY day"
+            )
+        ).all()
+        zone = conn.execute(sa.text("SELECT zone FROM rollup_zones WHERE site_id = 'st_1'"))
+        zone = zone.scalar()
     assert tuple(touch) == ("email", "newsletter", "email", "bf", "/p")
-    assert rolled == 1
+    assert [tuple(r) for r in rolled] == [("2026-11-01", 1)]
+    assert zone == "UTC"
     engine.dispose()

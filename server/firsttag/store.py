@@ -183,14 +183,15 @@ conversions = Table(
 #: confirmed, and count as revenue only where a site opts in (Settings.count_browser_revenue).
 BROWSER_SOURCES = ("browser",)
 
-# Dashboard rollups (firsttag/analytics/rollups.py): per site and UTC quarter hour, kept by
-# the worker in the rows' transaction by recounting the buckets a batch touched.
+# Dashboard rollups (firsttag/analytics/rollups.py): per site and local day (``YYYY-MM-DD``
+# in the zone named in ``rollup_zones``), kept by the worker in the rows' transaction.
 # ``status`` and ``currency`` are "" where the row has none (they are part of the key).
-conversion_rollups = Table(
-    "conversion_rollups",
+# Rows are clustered by their key on SQLite: a range of days is one sequential read.
+conversion_days = Table(
+    "conversion_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
-    Column("bucket", String(16), primary_key=True),  # "YYYY-MM-DDTHH:MM", MM in 00|15|30|45
+    Column("day", String(10), primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("source", String(16), primary_key=True),
     Column("name", String(255), primary_key=True),
@@ -199,34 +200,33 @@ conversion_rollups = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("value_high", BigInteger, nullable=False),  # sum of (value - refunded) // 2**24
     Column("value_low", BigInteger, nullable=False),  # sum of (value - refunded) % 2**24
-    # Rows clustered by their key on SQLite: a range of buckets is one sequential read.
     sqlite_with_rowid=False,
 )
 
-session_rollups = Table(
-    "session_rollups",
+session_days = Table(
+    "session_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
-    Column("bucket", String(16), primary_key=True),
+    Column("day", String(10), primary_key=True),
     Column("bot", Boolean, primary_key=True),
     Column("clicked", Boolean, primary_key=True),  # arrived with a click ID
     Column("sessions", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
 
-# The overview's channel breakdowns (analytics/rollups.py, "touch rollups"): per site, touch
-# dimension (a ``sessions`` column: channel, source, campaign, landing_page, device), value
-# ("" where unknown) and UTC quarter hour. Conversions are counted under the session the
-# last-non-direct model credits; sessions under their own touch (bots left out). The key
-# starts with (dimension, value) so one value's buckets are one range: a filtered page
-# reads only its rows.
-touch_conversion_rollups = Table(
-    "touch_conversion_rollups",
+# The overview's channel breakdowns ("touch rollups"): per site, touch dimension (a
+# ``sessions`` column: channel, source, campaign, landing_page, device), local day and
+# value ("" where unknown). Conversions are counted under the session the last-non-direct
+# model credits; sessions under their own touch (bots left out). The key starts with the
+# day: a whole dimension over a range of days is one range of rows; the value index serves
+# a page filtered on one value.
+touch_conversion_days = Table(
+    "touch_conversion_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
     Column("dimension", String(16), primary_key=True),
+    Column("day", String(10), primary_key=True),
     Column("value", Text, primary_key=True),
-    Column("bucket", String(16), primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("source", String(16), primary_key=True),
     Column("name", String(255), primary_key=True),
@@ -235,22 +235,31 @@ touch_conversion_rollups = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("value_high", BigInteger, nullable=False),
     Column("value_low", BigInteger, nullable=False),
-    # Recounts and whole-dimension breakdowns read by bucket.
-    Index("ix_touch_conversion_rollups_bucket", "site_id", "dimension", "bucket"),
+    Index("ix_touch_conversion_days_value", "site_id", "dimension", "value", "day"),
     sqlite_with_rowid=False,
 )
 
-touch_session_rollups = Table(
-    "touch_session_rollups",
+touch_session_days = Table(
+    "touch_session_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
     Column("dimension", String(16), primary_key=True),
+    Column("day", String(10), primary_key=True),
     Column("value", Text, primary_key=True),
-    Column("bucket", String(16), primary_key=True),
-    Column("clicked", Boolean, primary_key=True),
     Column("sessions", BigInteger, nullable=False),
-    Index("ix_touch_session_rollups_bucket", "site_id", "dimension", "bucket"),
+    Column("click_sessions", BigInteger, nullable=False),
+    Index("ix_touch_session_days_value", "site_id", "dimension", "value", "day"),
     sqlite_with_rowid=False,
+)
+
+# The time zone a site's rollups count days in. It follows the site's setting: whoever
+# changes the zone (or the worker, on its next batch of the site) recounts the rollups
+# while holding this row, so days of two zones never mix.
+rollup_zones = Table(
+    "rollup_zones",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("zone", String(64), nullable=False),
 )
 
 customers = Table(

@@ -1,8 +1,8 @@
 """The dashboard's overview of a site: tiles, a daily series, the funnel and breakdowns.
 
 Everything is read from the rollups (:mod:`firsttag.analytics.rollups`), so a 30-day
-overview reads about 3,000 quarter hours per table, whatever the number of rows behind
-them. The counting rules are those of :mod:`firsttag.analytics.queries`: an order counts
+overview reads 30 local days per key, whatever the number of rows behind them. The
+counting rules are those of :mod:`firsttag.analytics.queries`: an order counts
 when its status is one of the site's counting statuses; revenue is value minus refunds,
 per currency; sales and values a browser reported are shown apart and join the confirmed
 ones only where the site counts browser revenue.
@@ -23,8 +23,9 @@ last-non-direct model credits it to; sessions under their own touch. They are re
 the touch rollups (:mod:`firsttag.analytics.rollups`), and a filter on one of them narrows
 the session tiles too. Where a panel needs two channel dimensions at once (a filter on
 channel and the source table, say), no rollup holds the pair: that panel is counted from
-the rows, within the filter. ``""`` (an unknown value) is shown and filtered as
-:data:`NONE`.
+the rows, within the filter. So is everything while the rollups still count days in a time
+zone the site has just left (:func:`firsttag.analytics.rollups.zone_of`). ``""`` (an
+unknown value) is shown and filtered as :data:`NONE`.
 """
 
 from __future__ import annotations
@@ -123,13 +124,29 @@ def _stored(value: str) -> str:
 
 
 def _day_case(column: Any, period: Period) -> Any:
-    # Local days as bucket ranges: exact across DST changes (a day may be 23 or 25 hours).
-    # Store times compare with bucket names as text ("…T12:15" <= "…T12:15:00.000000Z").
-    starts = [rollups.bucket_at(m) for m in period.day_starts()]
+    # Local days of the rows as UTC ranges: exact across DST changes (a day may be 23 or 25
+    # hours).
+    starts = [store.format_time(m) for m in period.day_starts()]
     if len(starts) == 1:
         return literal(0)
     whens = [(column < b, i - 1) for i, b in enumerate(starts[1:], 1)]
     return case(*whens, else_=len(starts) - 1)
+
+
+def _utc_bounds(period: Period) -> tuple[str, str]:
+    lo, hi = period.utc_bounds()
+    return store.format_time(lo), store.format_time(hi)
+
+
+def _from_rollups(conn: Any, site: Site, period: Period) -> bool:
+    """Whether the rollups count days in the period's zone (they lag a zone change)."""
+    return rollups.zone_of(conn, site.id) == period.zone
+
+
+def _day_index(rows: list[Any], period: Period) -> list[Any]:
+    """Rollup rows led by a local date, led instead by its index in ``period``."""
+    index = {d.isoformat(): i for i, d in enumerate(period.dates())}
+    return [(index[row[0]], *row[1:]) for row in rows]
 
 
 def _add(totals: Totals, site: Site, row: Any) -> None:
@@ -169,11 +186,11 @@ def _conversions(
     the one channel dimension in ``dims`` and ``filters``; from the rows with two or more.
     """
     touch = sorted({d for d in dims if DIMENSIONS[d].sessions} | set(_touch_keys(filters)))
-    lo, hi = (rollups.bucket_at(m) for m in period.utc_bounds())
-    if len(touch) > 1:
-        return _conversions_from_rows(conn, site, (lo, hi), filters, dims, by_day, period)
-    t = store.touch_conversion_rollups if touch else store.conversion_rollups
-    where = [t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi]
+    if len(touch) > 1 or not _from_rollups(conn, site, period):
+        return _conversions_from_rows(conn, site, filters, dims, by_day, period)
+    t = store.touch_conversion_days if touch else store.conversion_days
+    first, last = period.start.isoformat(), period.end.isoformat()
+    where = [t.c.site_id == site.id, t.c.day >= first, t.c.day <= last]
     if touch:
         where.append(t.c.dimension == DIMENSIONS[touch[0]].column)
     for key, value in sorted(filters.items()):
@@ -181,10 +198,11 @@ def _conversions(
             continue
         dim = DIMENSIONS[key]
         where.append(t.c.value == _stored(value) if dim.sessions else t.c[dim.column] == value)
-    group = [_day_case(t.c.bucket, period)] if by_day else []
+    group = [t.c.day] if by_day else []
     group += [t.c.value if DIMENSIONS[d].sessions else t.c[DIMENSIONS[d].column] for d in dims]
-    return _grouped(conn, t, where, group, func.sum(t.c.conversions),
+    rows = _grouped(conn, t, where, group, func.sum(t.c.conversions),
                     func.sum(t.c.value_high), func.sum(t.c.value_low))  # fmt: skip
+    return _day_index(rows, period) if by_day else rows
 
 
 def _grouped(conn: Any, t: Any, where: list[Any], group: list[Any], *sums: Any) -> list[Any]:
@@ -199,7 +217,6 @@ def _grouped(conn: Any, t: Any, where: list[Any], group: list[Any], *sums: Any) 
 def _conversions_from_rows(
     conn: Any,
     site: Site,
-    bounds: tuple[str, str],
     filters: dict[str, str],
     dims: tuple[str, ...],
     by_day: bool,
@@ -220,7 +237,8 @@ def _conversions_from_rows(
         dim = DIMENSIONS[key]
         return func.coalesce(credited.c[dim.column], "") if dim.sessions else c.c[dim.column]
 
-    where = [c.c.site_id == site.id, c.c.occurred_at >= bounds[0], c.c.occurred_at < bounds[1]]
+    lo, hi = _utc_bounds(period)
+    where = [c.c.site_id == site.id, c.c.occurred_at >= lo, c.c.occurred_at < hi]
     where += [column(k) == _stored(v) for k, v in sorted(filters.items()) if k in DIMENSIONS]
     group = [_day_case(c.c.occurred_at, period)] if by_day else []
     group += [column(d) for d in dims]
@@ -257,8 +275,8 @@ def _sessions(
     Only channel filters narrow sessions (a session has no conversion name or kind).
     """
     touch = sorted(({dim} if dim else set()) | set(_touch_keys(filters)))
-    lo, hi = (rollups.bucket_at(m) for m in period.utc_bounds())
-    if len(touch) > 1:
+    if len(touch) > 1 or not _from_rollups(conn, site, period):
+        lo, hi = _utc_bounds(period)
         s = store.sessions
         where = [s.c.site_id == site.id, s.c.created_at >= lo, s.c.created_at < hi,
                  s.c.bot.is_(False)]  # fmt: skip
@@ -272,23 +290,27 @@ def _sessions(
         clicked = s.c.click_id.is_not(None)
         query = select(*group, clicked, func.count()).where(*where).group_by(*group, clicked)
         return list(conn.execute(query))
-    t = store.touch_session_rollups if touch else store.session_rollups
-    where = [t.c.site_id == site.id, t.c.bucket >= lo, t.c.bucket < hi]
+    first, last = period.start.isoformat(), period.end.isoformat()
+    group: list[Any] = []
     if touch:
-        where.append(t.c.dimension == DIMENSIONS[touch[0]].column)
+        t = store.touch_session_days
+        where = [t.c.site_id == site.id, t.c.dimension == DIMENSIONS[touch[0]].column,
+                 t.c.day >= first, t.c.day <= last]  # fmt: skip
         if touch[0] in filters:
             where.append(t.c.value == _stored(filters[touch[0]]))
+        group = ([t.c.day] if by_day else []) + ([t.c.value] if dim else [])
+        query = select(*group, func.sum(t.c.sessions), func.sum(t.c.click_sessions))
+        rows = []
+        for *head, n, clicks in conn.execute(query.where(*where).group_by(*group)):
+            if n is not None:  # no group: one row of NULL sums when nothing matched
+                rows += [(*head, False, int(n) - int(clicks)), (*head, True, int(clicks))]
     else:
-        where.append(t.c.bot.is_(False))
-    group = [_day_case(t.c.bucket, period)] if by_day else []
-    if dim:
-        group.append(t.c.value)
-    query = (
-        select(*group, t.c.clicked, func.sum(t.c.sessions))
-        .where(*where)
-        .group_by(*group, t.c.clicked)
-    )
-    return list(conn.execute(query))
+        t = store.session_days
+        where = [t.c.site_id == site.id, t.c.day >= first, t.c.day <= last, t.c.bot.is_(False)]
+        group = [t.c.day] if by_day else []
+        query = select(*group, t.c.clicked, func.sum(t.c.sessions))
+        rows = list(conn.execute(query.where(*where).group_by(*group, t.c.clicked)))
+    return _day_index(rows, period) if by_day else rows
 
 
 def _add_sessions(totals: Totals, clicked: Any, n: Any) -> None:

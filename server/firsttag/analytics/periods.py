@@ -1,8 +1,8 @@
 """Date ranges of the dashboard, in a site's time zone, and the period before them.
 
 A :class:`Period` is a run of whole local days (``start`` … ``end``, inclusive). Its
-bounds in UTC fall on rollup buckets (:mod:`firsttag.analytics.rollups`), so the overview
-reads whole buckets and never a part of one.
+bounds in UTC are local midnights, so the overview reads whole days of the rollups
+(:mod:`firsttag.analytics.rollups`) and never a part of one.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Period:
         return self.midnight(self.start), self.midnight(self.end + timedelta(days=1))
 
     def day_starts(self) -> list[datetime]:
-        """The UTC instant each local day of the period begins (for bucketing by day)."""
+        """The UTC instant each local day of the period begins (for counting rows by day)."""
         return [self.midnight(d) for d in self.dates()]
 
 

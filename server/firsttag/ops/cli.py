@@ -488,15 +488,17 @@ def sites_create(
 @data_dir_option
 def sites_update(site_id: str, data_dir: str | None, **options: Any) -> None:
     """Change a site's settings; prints the site (running servers see it within 10 s)."""
+    from firsttag.analytics import rollups
     from firsttag.sites import update_settings
 
     config = _config(data_dir)
+    engine = store.connect(config.database_url)
     try:
-        site = update_settings(
-            store.connect(config.database_url), site_id, **_settings_changes(options)
-        )
+        site = update_settings(engine, site_id, **_settings_changes(options))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    with engine.begin() as conn:  # a new time zone: the dashboard's days are recounted
+        rollups.sync_zone(conn, site.id)
     click.echo(json.dumps(site.public_dict(), indent=2))
 
 

@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from firsttag import sites as site_rules
 from firsttag import users
+from firsttag.analytics import rollups
 from firsttag.sites import ORDER_STATUSES, Site, time_zones
 from firsttag.tag.install import install_link
 from firsttag.web.context import services
@@ -95,6 +96,8 @@ def save_settings(site: Site) -> Any:
         site_rules.update_settings(s.engine, site.id, origins=origins, **changes)
     except ValueError as exc:
         return _page(site, 400, error=str(exc), form=request.form)
+    with s.engine.begin() as conn:  # a new time zone: the overview's days are recounted
+        rollups.sync_zone(conn, site.id)
     s.sites.forget(site.id)
     flash("Settings saved.")
     return redirect(url_for("dashboard.settings", site_id=site.id), 303)
