@@ -155,19 +155,32 @@ def test_rollups_equal_a_recount_after_replays_refunds_and_status_changes(
             ts, tc = store.touch_session_days, store.touch_conversion_days
             n_sessions = conn.execute(
                 select(func.sum(ts.c.sessions)).where(
-                    ts.c.site_id == site.id, ts.c.dimension == dimension
-                )
+                    ts.c.site_id == site.id, ts.c.filter_dimension == "",
+                    ts.c.dimension == dimension,
+                )  # fmt: skip
             ).scalar_one()
             assert int(n_sessions) == 40 - 4  # four bots
-            by_value = dict(
+            whole = dict(
                 conn.execute(
                     select(tc.c.value, func.sum(tc.c.conversions))
-                    .where(tc.c.site_id == site.id, tc.c.dimension == dimension)
+                    .where(tc.c.site_id == site.id, tc.c.filter_dimension == "",
+                           tc.c.dimension == dimension)  # fmt: skip
                     .group_by(tc.c.value)
                 ).all()
             )
-            assert sum(int(v) for v in by_value.values()) == 37
-            assert set(by_value) - {""}, f"no conversion credited by {dimension}"
+            assert sum(int(v) for v in whole.values()) == 37
+            assert set(whole) - {""}, f"no conversion credited by {dimension}"
+            # Within the values of any other dimension, the same conversions, split.
+            for other in set(rollups.TOUCH_DIMENSIONS) - {dimension}:
+                split = dict(
+                    conn.execute(
+                        select(tc.c.value, func.sum(tc.c.conversions))
+                        .where(tc.c.site_id == site.id, tc.c.filter_dimension == other,
+                               tc.c.dimension == dimension)  # fmt: skip
+                        .group_by(tc.c.value)
+                    ).all()
+                )
+                assert split == whole, (other, dimension)
 
 
 def test_rebuild_recounts_a_store_that_had_no_rollups(config, engine, site, worker):

@@ -216,14 +216,18 @@ session_days = Table(
 
 # The overview's channel breakdowns ("touch rollups"): per site, touch dimension (a
 # ``sessions`` column: channel, source, campaign, landing_page, device), local day and
-# value ("" where unknown). Conversions are counted under the session the last-non-direct
-# model credits; sessions under their own touch (bots left out). The key starts with the
-# day: a whole dimension over a range of days is one range of rows; the value index serves
-# a page filtered on one value.
+# value ("" where unknown); conversions under the session the last-non-direct model
+# credits, sessions under their own touch (bots left out). Each is also kept within every
+# value of every other dimension (``filter_dimension`` = ``filter_value``; both "" for the
+# whole site), so a page filtered on one channel value reads its tables from here too.
+# The key leads with what a page asks for: one (filter, dimension) over a range of days
+# is one range of rows.
 touch_conversion_days = Table(
     "touch_conversion_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
+    Column("filter_dimension", String(16), primary_key=True),
+    Column("filter_value", Text, primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("day", String(10), primary_key=True),
     Column("value", Text, primary_key=True),
@@ -235,7 +239,6 @@ touch_conversion_days = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("value_high", BigInteger, nullable=False),
     Column("value_low", BigInteger, nullable=False),
-    Index("ix_touch_conversion_days_value", "site_id", "dimension", "value", "day"),
     sqlite_with_rowid=False,
 )
 
@@ -243,12 +246,13 @@ touch_session_days = Table(
     "touch_session_days",
     metadata,
     Column("site_id", String(32), primary_key=True),
+    Column("filter_dimension", String(16), primary_key=True),
+    Column("filter_value", Text, primary_key=True),
     Column("dimension", String(16), primary_key=True),
     Column("day", String(10), primary_key=True),
     Column("value", Text, primary_key=True),
     Column("sessions", BigInteger, nullable=False),
     Column("click_sessions", BigInteger, nullable=False),
-    Index("ix_touch_session_days_value", "site_id", "dimension", "value", "day"),
     sqlite_with_rowid=False,
 )
 

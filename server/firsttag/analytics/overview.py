@@ -21,10 +21,11 @@ Channel dimensions (``sessions=True``): channel, source, campaign, landing page 
 of a visit (:mod:`firsttag.touches`). A conversion counts under the session the
 last-non-direct model credits it to; sessions under their own touch. They are read from
 the touch rollups (:mod:`firsttag.analytics.rollups`), and a filter on one of them narrows
-the session tiles too. Where a panel needs two channel dimensions at once (a filter on
-channel and the source table, say), no rollup holds the pair: that panel is counted from
-the rows, within the filter. So is everything while the rollups still count days in a time
-zone the site has just left (:func:`firsttag.analytics.rollups.zone_of`). ``""`` (an
+the session tiles too. The touch rollups hold each channel table within each value of the
+others, so one channel filter is read from them too; with two channel filters at once the
+page is counted from the rows, within the filters. So is everything while the rollups
+still count days in a time zone the site has just left
+(:func:`firsttag.analytics.rollups.zone_of`). ``""`` (an
 unknown value) is shown and filtered as :data:`NONE`.
 """
 
@@ -182,27 +183,60 @@ def _conversions(
 ) -> list[Any]:
     """Rows (day?, value of each of ``dims``, kind, source, status, currency, n, high, low).
 
-    Read from the conversion rollups without channel dimensions; from the touch rollups of
-    the one channel dimension in ``dims`` and ``filters``; from the rows with two or more.
+    Read from the conversion rollups without channel dimensions; from the touch rollups
+    with one channel dimension in ``dims`` and at most one channel filter; from the rows
+    with two channel filters.
     """
-    touch = sorted({d for d in dims if DIMENSIONS[d].sessions} | set(_touch_keys(filters)))
-    if len(touch) > 1 or not _from_rollups(conn, site, period):
+    touch_dims = [d for d in dims if DIMENSIONS[d].sessions]
+    if not _rollups_answer(conn, site, period, filters, touch_dims):
         return _conversions_from_rows(conn, site, filters, dims, by_day, period)
-    t = store.touch_conversion_days if touch else store.conversion_days
     first, last = period.start.isoformat(), period.end.isoformat()
-    where = [t.c.site_id == site.id, t.c.day >= first, t.c.day <= last]
-    if touch:
-        where.append(t.c.dimension == DIMENSIONS[touch[0]].column)
-    for key, value in sorted(filters.items()):
-        if key not in DIMENSIONS:
-            continue
-        dim = DIMENSIONS[key]
-        where.append(t.c.value == _stored(value) if dim.sessions else t.c[dim.column] == value)
+    if touch_dims or _touch_keys(filters):
+        t = store.touch_conversion_days
+        where, touch_value = _touch_where(t, filters, touch_dims[0] if touch_dims else None)
+    else:
+        t, where, touch_value = store.conversion_days, [], None
+    where += [t.c.site_id == site.id, t.c.day >= first, t.c.day <= last]
+    where += [t.c[DIMENSIONS[k].column] == v for k, v in sorted(filters.items())
+              if k in DIMENSIONS and not DIMENSIONS[k].sessions]  # fmt: skip
     group = [t.c.day] if by_day else []
-    group += [t.c.value if DIMENSIONS[d].sessions else t.c[DIMENSIONS[d].column] for d in dims]
+    group += [touch_value if DIMENSIONS[d].sessions else t.c[DIMENSIONS[d].column] for d in dims]
     rows = _grouped(conn, t, where, group, func.sum(t.c.conversions),
                     func.sum(t.c.value_high), func.sum(t.c.value_low))  # fmt: skip
     return _day_index(rows, period) if by_day else rows
+
+
+def _rollups_answer(
+    conn: Any, site: Site, period: Period, filters: dict[str, str], touch_dims: list[str]
+) -> bool:
+    """Whether the rollups hold what a panel asks for (else it is counted from the rows)."""
+    return (
+        len(_touch_keys(filters)) <= 1
+        and len(touch_dims) <= 1
+        and _from_rollups(conn, site, period)
+    )
+
+
+def _touch_where(t: Any, filters: dict[str, str], dim: str | None) -> tuple[list[Any], Any]:
+    """Where a touch rollup holds ``dim`` (or the totals) within the channel filter, if any.
+
+    Returns the conditions and the column holding ``dim``'s value. Without a filter: the
+    whole site's rows of ``dim``. With a filter F = v: the rows of ``dim`` within v; for
+    the totals, or a table of F itself, those of another dimension, summed (every visit
+    has exactly one value of each dimension, "" where unknown), whose filter value is v.
+    """
+    keys = _touch_keys(filters)
+    if not keys:
+        assert dim is not None
+        where = [t.c.filter_dimension == "", t.c.filter_value == "",
+                 t.c.dimension == DIMENSIONS[dim].column]  # fmt: skip
+        return where, t.c.value
+    f = DIMENSIONS[keys[0]].column
+    where = [t.c.filter_dimension == f, t.c.filter_value == _stored(filters[keys[0]])]
+    if dim is not None and DIMENSIONS[dim].column != f:
+        return [*where, t.c.dimension == DIMENSIONS[dim].column], t.c.value
+    other = "device" if f != "device" else "channel"
+    return [*where, t.c.dimension == other], t.c.filter_value
 
 
 def _grouped(conn: Any, t: Any, where: list[Any], group: list[Any], *sums: Any) -> list[Any]:
@@ -274,8 +308,7 @@ def _sessions(
 
     Only channel filters narrow sessions (a session has no conversion name or kind).
     """
-    touch = sorted(({dim} if dim else set()) | set(_touch_keys(filters)))
-    if len(touch) > 1 or not _from_rollups(conn, site, period):
+    if not _rollups_answer(conn, site, period, filters, [dim] if dim else []):
         lo, hi = _utc_bounds(period)
         s = store.sessions
         where = [s.c.site_id == site.id, s.c.created_at >= lo, s.c.created_at < hi,
@@ -291,14 +324,11 @@ def _sessions(
         query = select(*group, clicked, func.count()).where(*where).group_by(*group, clicked)
         return list(conn.execute(query))
     first, last = period.start.isoformat(), period.end.isoformat()
-    group: list[Any] = []
-    if touch:
+    if dim or _touch_keys(filters):
         t = store.touch_session_days
-        where = [t.c.site_id == site.id, t.c.dimension == DIMENSIONS[touch[0]].column,
-                 t.c.day >= first, t.c.day <= last]  # fmt: skip
-        if touch[0] in filters:
-            where.append(t.c.value == _stored(filters[touch[0]]))
-        group = ([t.c.day] if by_day else []) + ([t.c.value] if dim else [])
+        where, touch_value = _touch_where(t, filters, dim)
+        where += [t.c.site_id == site.id, t.c.day >= first, t.c.day <= last]
+        group = ([t.c.day] if by_day else []) + ([touch_value] if dim else [])
         query = select(*group, func.sum(t.c.sessions), func.sum(t.c.click_sessions))
         rows = []
         for *head, n, clicks in conn.execute(query.where(*where).group_by(*group)):

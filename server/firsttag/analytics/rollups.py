@@ -20,15 +20,16 @@ in force, newest first, and shifts the time by it (:func:`local_day_sql`). Offse
 their changes come from :mod:`zoneinfo`, so a DST day of 23 or 25 hours is exact.
 
 How they stay exact: the worker calls :func:`stored_before` and then :func:`refresh` in
-the same transaction as the rows (:func:`firsttag.events.rows.write`). Rows the batch
-added (sessions and conversions that were not stored before it) are added to their days:
-an ``INSERT … SELECT … GROUP BY`` of their own counts, upserted onto the day, so the cost
-follows the batch, not the day. A replayed event was stored before, so it adds nothing. A
-conversion that existed before (an order update, a refund, a stale order version the
-store refused) has its days recounted from the rows (delete, then ``INSERT … SELECT``):
-the day of the stored row's ``occurred_at`` (an update cannot move it), read back after
-the write. The drain lease (:mod:`firsttag.events.buffer`) lets one batch be written at a
-time, so nothing else writes the rows between the look before and the count after.
+the same transaction as the rows (:func:`firsttag.events.rows.write`). Before the write it
+notes which of the batch's sessions exist and how each of its conversions counted; after
+it, it reads back what the batch added or changed and counts the difference in memory:
+a new row once, a changed conversion (an order update, a refund) out as it was and in as
+it is (its day is its stored ``occurred_at``, which an update cannot move), a replay or a
+stale order version the store refused not at all; then one upsert per table adds the
+differences. The drain lease (:mod:`firsttag.events.buffer`) lets one batch be written
+at a time, so nothing else writes the rows between the look before and the count after.
+:func:`rebuild` and :func:`recount` count the same tables in SQL from all the rows, and
+the tests hold the two ways equal.
 
 What a day keeps: conversions per (kind, source, name, status, currency) with their count
 and net value (value − refunded, split in two sums as in :mod:`firsttag.analytics.queries`
@@ -39,14 +40,18 @@ Touch rollups (the overview's channel breakdowns) keep the same numbers per touc
 dimension (:data:`TOUCH_DIMENSIONS`), day and value ("" where unknown): a conversion under
 the session the last-non-direct model credits (``last_non_direct_session_id``, frozen when
 it was stored; the credited session was stored before it and sessions never change), a
-session under its own touch (bots left out), with how many arrived with a click ID.
+session under its own touch (bots left out), with how many arrived with a click ID. Each
+dimension is kept for the whole site and within each value of every other dimension
+(:data:`TOUCH_PAIRS`): a page filtered on one channel, source, campaign, landing page or
+device reads every other table from here, 30 rows per value for 30 days. A row or two per
+event and pair is the price; two filters at once are counted from the rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,7 +59,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     TIMESTAMP,
     String,
+    Text,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -62,7 +69,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    or_,
     select,
     union_all,
     update,
@@ -76,7 +82,6 @@ from firsttag.wire import Conversion, Event, Session
 SPLIT = 2**24
 
 _KEY_CHUNK = 500  # dedup keys per lookup
-_DAY_CHUNK = 50  # day ranges per recount statement
 
 conversion_days = store.conversion_days
 session_days = store.session_days
@@ -150,23 +155,22 @@ def local_day_sql(dialect: str, column: Any, zone: str) -> Any:
     return case(*whens, else_=shifted(offsets[0][1]))
 
 
-def day_bounds(day: str, zone: str) -> tuple[str, str]:
-    """[local midnight of ``day``, the next local midnight) as store timestamps."""
-    tz = ZoneInfo(zone)
-    first = date.fromisoformat(day)
-    start = datetime.combine(first, time(0), tz).astimezone(UTC)
-    end = datetime.combine(first + timedelta(days=1), time(0), tz).astimezone(UTC)
-    return store.format_time(start), store.format_time(end)
-
-
-def _dimension(name: str) -> Any:
+def _dimension(name: str, label: str = "dimension") -> Any:
     # A typed constant: PostgreSQL cannot infer an untyped parameter in INSERT … SELECT.
-    return cast(literal(name), String(16)).label("dimension")
+    return cast(literal(name), String(16)).label(label)
 
 
 def _net() -> Any:
     c = store.conversions
     return c.c.value - c.c.refunded
+
+
+#: (filter dimension, dimension) of every touch rollup row set: the whole site ("", B)
+#: for each dimension B, and (F, B) within each value of every other dimension F.
+TOUCH_PAIRS = tuple(("", b) for b in TOUCH_DIMENSIONS) + tuple(
+    (f, b) for f in TOUCH_DIMENSIONS for b in TOUCH_DIMENSIONS if f != b
+)
+_CONVERSION_KEY = ("kind", "source", "name", "status", "currency")
 
 
 def _conversion_select(dialect: str, zone: str, site_id: str, where: Any) -> Any:
@@ -209,7 +213,32 @@ def _session_select(dialect: str, zone: str, site_id: str, where: Any) -> Any:
     )
 
 
+def _pairs_select(profiles: Any, keys: list[str], sums: dict[str, Any]) -> Any:
+    """Every (filter, dimension) row set, summed from ``profiles`` (one row per touch)."""
+    p = profiles.c
+    parts = []
+    for f, b in TOUCH_PAIRS:
+        # Touch columns are named t_<dimension>: a visit's source is not a conversion's.
+        filter_value = p[f"t_{f}"] if f else cast(literal(""), Text)
+        value = p[f"t_{b}"]
+        group = [p.site_id, filter_value, p.day, value, *(p[k] for k in keys)]
+        parts.append(
+            select(
+                p.site_id,
+                _dimension(f, "filter_dimension"),
+                filter_value.label("filter_value"),
+                _dimension(b),
+                p.day,
+                value.label("value"),
+                *(p[k] for k in keys),
+                *(func.sum(p[n]).label(n) for n in sums),
+            ).group_by(*group)
+        )
+    return union_all(*parts)
+
+
 def _touch_conversion_select(dialect: str, zone: str, site_id: str, where: Any) -> Any:
+    # First one row per (day, touch, conversion key): the 25 row sets are sums of those.
     c = store.conversions
     credited = store.sessions.alias("credited")
     joined = c.outerjoin(
@@ -220,125 +249,234 @@ def _touch_conversion_select(dialect: str, zone: str, site_id: str, where: Any) 
         ),
     )
     day = local_day_sql(dialect, c.c.occurred_at, zone)
-    status = func.coalesce(c.c.status, "")
-    currency = func.coalesce(c.c.currency, "")
-    parts = []
-    for name in TOUCH_DIMENSIONS:
-        value = func.coalesce(credited.c[name], "")
-        parts.append(
-            select(
-                c.c.site_id,
-                _dimension(name),
-                day.label("day"),
-                value.label("value"),
-                c.c.kind,
-                c.c.source,
-                c.c.name,
-                status.label("status"),
-                currency.label("currency"),
-                func.count().label("conversions"),
-                func.coalesce(func.sum(_net() // SPLIT), 0).label("value_high"),
-                func.coalesce(func.sum(_net() % SPLIT), 0).label("value_low"),
-            )
-            .select_from(joined)
-            .where(c.c.site_id == site_id, where)
-            .group_by(c.c.site_id, day, value, c.c.kind, c.c.source, c.c.name, status, currency)
+    touch = [func.coalesce(credited.c[d], "") for d in TOUCH_DIMENSIONS]
+    key = [c.c.kind, c.c.source, c.c.name, func.coalesce(c.c.status, ""),
+           func.coalesce(c.c.currency, "")]  # fmt: skip
+    profiles = (
+        select(
+            c.c.site_id,
+            day.label("day"),
+            *(t.label(f"t_{d}") for t, d in zip(touch, TOUCH_DIMENSIONS, strict=True)),
+            *(k.label(n) for k, n in zip(key, _CONVERSION_KEY, strict=True)),
+            func.count().label("conversions"),
+            func.coalesce(func.sum(_net() // SPLIT), 0).label("value_high"),
+            func.coalesce(func.sum(_net() % SPLIT), 0).label("value_low"),
         )
-    return union_all(*parts)
+        .select_from(joined)
+        .where(c.c.site_id == site_id, where)
+        .group_by(c.c.site_id, day, *touch, *key)
+        .cte("profiles")
+    )
+    return _pairs_select(profiles, list(_CONVERSION_KEY), dict.fromkeys(_MEASURES["conversion"]))
 
 
 def _touch_session_select(dialect: str, zone: str, site_id: str, where: Any) -> Any:
     s = store.sessions
     day = local_day_sql(dialect, s.c.created_at, zone)
-    parts = []
-    for name in TOUCH_DIMENSIONS:
-        value = func.coalesce(s.c[name], "")
-        parts.append(
-            select(
-                s.c.site_id,
-                _dimension(name),
-                day.label("day"),
-                value.label("value"),
-                func.count().label("sessions"),
-                func.sum(case((s.c.click_id.is_not(None), 1), else_=0)).label("click_sessions"),
-            )
-            .where(s.c.site_id == site_id, s.c.bot.is_(False), where)
-            .group_by(s.c.site_id, day, value)
+    touch = [func.coalesce(s.c[d], "") for d in TOUCH_DIMENSIONS]
+    profiles = (
+        select(
+            s.c.site_id,
+            day.label("day"),
+            *(t.label(f"t_{d}") for t, d in zip(touch, TOUCH_DIMENSIONS, strict=True)),
+            func.count().label("sessions"),
+            func.sum(case((s.c.click_id.is_not(None), 1), else_=0)).label("click_sessions"),
         )
-    return union_all(*parts)
+        .where(s.c.site_id == site_id, s.c.bot.is_(False), where)
+        .group_by(s.c.site_id, day, *touch)
+        .cte("profiles")
+    )
+    return _pairs_select(profiles, [], dict.fromkeys(_MEASURES["session"]))
+
+
+_MEASURES = {
+    "conversion": ("conversions", "value_high", "value_low"),
+    "session": ("sessions", "click_sessions"),
+}
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """One rollup table: its key and measure columns, and the select counting it."""
+    """One rollup table: its measure columns, and the select counting it from the rows."""
 
     table: Any
     measures: tuple[str, ...]
     make: Any
 
     @property
+    def key(self) -> list[str]:
+        return [c.name for c in self.table.primary_key.columns]
+
+    @property
     def columns(self) -> list[str]:
-        return [c.name for c in self.table.primary_key.columns] + list(self.measures)
+        return self.key + list(self.measures)
 
 
-_MONEY = ("value_high", "value_low")
 #: Per kind of row: the rollup tables it counts in.
 _PLANS = {
     "conversions": (
-        _Plan(conversion_days, ("conversions", *_MONEY), _conversion_select),
-        _Plan(touch_conversion_days, ("conversions", *_MONEY), _touch_conversion_select),
+        _Plan(conversion_days, _MEASURES["conversion"], _conversion_select),
+        _Plan(touch_conversion_days, _MEASURES["conversion"], _touch_conversion_select),
     ),
     "sessions": (
         _Plan(session_days, ("sessions",), _session_select),
-        _Plan(touch_session_days, ("sessions", "click_sessions"), _touch_session_select),
+        _Plan(touch_session_days, _MEASURES["session"], _touch_session_select),
     ),
 }
 _ALL_PLANS = _PLANS["conversions"] + _PLANS["sessions"]
 
 
-def _add(conn: Any, kind: str, site_id: str, zone: str, where: Any) -> None:
-    """Add the counts of the rows matching ``where`` to their days (insert or increase)."""
-    for plan in _PLANS[kind]:
-        table = plan.table
-        select_ = plan.make(conn.dialect.name, zone, site_id, where)
-        stmt = store.dialect_insert(conn, table).from_select(plan.columns, select_)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[col.name for col in table.primary_key.columns],
-            set_={n: table.c[n] + stmt.excluded[n] for n in plan.measures},
-        )
-        conn.execute(stmt)
+# --- The worker's deltas, counted in Python from the rows a batch added or changed. ---
 
 
-def _recount_days(conn: Any, site_id: str, zone: str, days: set[str]) -> None:
-    """Recount the conversion rollups of ``days`` (local dates) from the rows."""
-    column = store.conversions.c.occurred_at
-    ordered = sorted(days)
-    for i in range(0, len(ordered), _DAY_CHUNK):
-        chunk = ordered[i : i + _DAY_CHUNK]
-        where = or_(
-            *(and_(column >= lo, column < hi) for lo, hi in (day_bounds(d, zone) for d in chunk))
+def _split(net: int | None) -> tuple[int, int]:
+    """(net // SPLIT, net % SPLIT) as the databases compute them (truncating)."""
+    if net is None:
+        return 0, 0
+    high = -(-net // SPLIT) if net < 0 else net // SPLIT
+    return high, net - high * SPLIT
+
+
+class _Deltas:
+    """Changes to the rollup tables, keyed by their primary keys, summed in memory."""
+
+    def __init__(self, site_id: str, zone: str) -> None:
+        self.site_id = site_id
+        self.offsets = zone_offsets(zone, datetime.now(UTC).year + 1)
+        self.tables: dict[Any, dict[tuple[Any, ...], list[int]]] = {p.table: {} for p in _ALL_PLANS}
+        self._days: dict[str, str] = {}
+
+    def day(self, timestamp: str) -> str:
+        minute = timestamp[:16]
+        if minute not in self._days:
+            self._days[minute] = _shifted_day(timestamp, self.offsets)
+        return self._days[minute]
+
+    def _add(self, table: Any, key: tuple[Any, ...], measures: tuple[int, ...]) -> None:
+        row = self.tables[table].setdefault(key, [0] * len(measures))
+        for i, m in enumerate(measures):
+            row[i] += m
+
+    def session(self, row: Any) -> None:
+        """Count a session row (created_at, bot, click_id and the touch columns) once."""
+        day = self.day(row.created_at)
+        clicked = row.click_id is not None
+        self._add(session_days, (self.site_id, day, bool(row.bot), clicked), (1,))
+        if row.bot:
+            return
+        touch = _touch(row)
+        for f, b in TOUCH_PAIRS:
+            key = (self.site_id, f, touch[f] if f else "", b, day, touch[b])
+            self._add(touch_session_days, key, (1, int(clicked)))
+
+    def conversion(self, row: Any, sign: int) -> None:
+        """Count a conversion row (with its credited touch) ``sign`` times (+1 or -1)."""
+        day = self.day(row.occurred_at)
+        net = None if row.value is None or row.refunded is None else row.value - row.refunded
+        high, low = _split(net)
+        key = (row.kind, row.source, row.name, row.status or "", row.currency or "")
+        measures = (sign, sign * high, sign * low)
+        self._add(conversion_days, (self.site_id, day, *key), measures)
+        touch = _touch(row)
+        for f, b in TOUCH_PAIRS:
+            pair = (self.site_id, f, touch[f] if f else "", b, day, touch[b], *key)
+            self._add(touch_conversion_days, pair, measures)
+
+    def write(self, conn: Any) -> None:
+        """Upsert the changes: a new key is inserted, a known one increased.
+
+        A key a change took everything from (an order that moved to another status) is
+        deleted, as a recount would not have it.
+        """
+        for plan in _ALL_PLANS:
+            table = plan.table
+            changes = [(k, m) for k, m in self.tables[table].items() if any(m)]
+            if not changes:
+                continue
+            stmt = store.dialect_insert(conn, table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=plan.key,
+                set_={n: table.c[n] + stmt.excluded[n] for n in plan.measures},
+            )
+            names = plan.columns
+            conn.execute(stmt, [dict(zip(names, (*k, *m), strict=True)) for k, m in changes])
+            shrunk = [k for k, m in changes if min(m) < 0]
+            if shrunk:
+                empty = delete(table).where(
+                    *(table.c[n] == bindparam(f"k_{n}") for n in plan.key),
+                    *(table.c[n] == 0 for n in plan.measures),
+                )
+                conn.execute(
+                    empty, [{f"k_{n}": v for n, v in zip(plan.key, k, strict=True)} for k in shrunk]
+                )
+
+
+def _touch(row: Any) -> dict[str, str]:
+    """A facts row's touch values by dimension ("" where unknown, as the SQL coalesces)."""
+    return {d: getattr(row, f"t_{d}") or "" for d in TOUCH_DIMENSIONS}
+
+
+def _shifted_day(timestamp: str, offsets: tuple[tuple[str, int], ...]) -> str:
+    """The local date of a store timestamp, by the offset in force (as local_day_sql)."""
+    minutes = offsets[0][1]
+    for start, offset in reversed(offsets):
+        if timestamp >= start:
+            minutes = offset
+            break
+    moment = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S")
+    return (moment + timedelta(minutes=minutes)).date().isoformat()
+
+
+def _conversion_facts(conn: Any, site_id: str, keys: list[str]) -> list[Any]:
+    """What counts of the conversions ``keys``: key columns, time, money, credited touch."""
+    c = store.conversions
+    credited = store.sessions.alias("credited")
+    joined = c.outerjoin(
+        credited,
+        and_(credited.c.site_id == c.c.site_id, credited.c.session_id == c.c[TOUCH_MODEL_COLUMN]),
+    )
+    out: list[Any] = []
+    for i in range(0, len(keys), _KEY_CHUNK):
+        query = (
+            select(
+                c.c.dedup_key,
+                c.c.kind,
+                c.c.source,
+                c.c.name,
+                c.c.status,
+                c.c.currency,
+                c.c.occurred_at,
+                c.c.value,
+                c.c.refunded,
+                *(credited.c[d].label(f"t_{d}") for d in TOUCH_DIMENSIONS),
+            )
+            .select_from(joined)
+            .where(c.c.site_id == site_id, c.c.dedup_key.in_(keys[i : i + _KEY_CHUNK]))
         )
-        for plan in _PLANS["conversions"]:
-            t = plan.table
-            if "dimension" in t.c:  # each dimension is its own range of the key
-                for name in TOUCH_DIMENSIONS:
-                    conn.execute(
-                        delete(t).where(
-                            t.c.site_id == site_id, t.c.dimension == name, t.c.day.in_(chunk)
-                        )  # fmt: skip
-                    )
-            else:
-                conn.execute(delete(t).where(t.c.site_id == site_id, t.c.day.in_(chunk)))
-            select_ = plan.make(conn.dialect.name, zone, site_id, where)
-            conn.execute(insert(t).from_select(plan.columns, select_))
+        out.extend(conn.execute(query))
+    return out
+
+
+def _session_facts(conn: Any, site_id: str, ids: list[str]) -> list[Any]:
+    s = store.sessions
+    out: list[Any] = []
+    for i in range(0, len(ids), _KEY_CHUNK):
+        query = select(
+            s.c.created_at,
+            s.c.bot,
+            s.c.click_id,
+            *(s.c[d].label(f"t_{d}") for d in TOUCH_DIMENSIONS),
+        ).where(s.c.site_id == site_id, s.c.session_id.in_(ids[i : i + _KEY_CHUNK]))
+        out.extend(conn.execute(query))
+    return out
 
 
 @dataclass(frozen=True)
 class Stored:
-    """Which of a batch's sessions and conversions were stored before it (per site)."""
+    """What of a batch was stored before it: session IDs, and conversions as they counted."""
 
     sessions: dict[str, set[str]]
-    conversions: dict[str, set[str]]
+    conversions: dict[str, dict[str, Any]]  # site → dedup key → its facts before the batch
 
 
 def _batch_keys(events: list[Event]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -356,16 +494,15 @@ def _batch_keys(events: list[Event]) -> tuple[dict[str, set[str]], dict[str, set
     return sessions, keys
 
 
-def _present(conn: Any, table: Any, column: str, site_id: str, values: set[str]) -> set[str]:
+def _present(conn: Any, site_id: str, values: set[str]) -> set[str]:
+    s = store.sessions
     ordered = sorted(values)
     found: set[str] = set()
     for i in range(0, len(ordered), _KEY_CHUNK):
         chunk = ordered[i : i + _KEY_CHUNK]
         found.update(
             conn.execute(
-                select(table.c[column]).where(
-                    table.c.site_id == site_id, table.c[column].in_(chunk)
-                )
+                select(s.c.session_id).where(s.c.site_id == site_id, s.c.session_id.in_(chunk))
             ).scalars()
         )
     return found
@@ -375,11 +512,11 @@ def stored_before(conn: Any, events: list[Event]) -> Stored:
     """What of ``events`` is already stored; call on the rows' transaction before writing."""
     sessions, keys = _batch_keys(events)
     return Stored(
+        {site: _present(conn, site, ids) for site, ids in sessions.items()},
         {
-            site: _present(conn, store.sessions, "session_id", site, ids)
-            for site, ids in sessions.items()
+            site: {row.dedup_key: row for row in _conversion_facts(conn, site, sorted(k))}
+            for site, k in keys.items()
         },
-        {site: _present(conn, store.conversions, "dedup_key", site, k) for site, k in keys.items()},
     )
 
 
@@ -388,40 +525,28 @@ def refresh(conn: Any, events: list[Event], before: Stored) -> None:
 
     Call after the rows of ``events`` are written, with what :func:`stored_before` found.
     Each site's rollups first follow its zone (:func:`sync_zone`; a recount there counts
-    this batch too). Rows this batch added are added to their days (an upsert of their own
-    counts: the cost follows the batch, not the day). Conversions that existed before (an
-    order update, a refund) have their days recounted from the rows, which also makes
-    those days exact whatever the deltas did. A replayed event was stored before, so it
-    adds nothing.
+    this batch too). Then every row the batch added counts once, and every conversion it
+    changed (an order update, a refund) is taken out as it counted before and counted as
+    it is now; a replayed event changed nothing, so it adds nothing.
     """
     sessions, keys = _batch_keys(events)
-    s, c = store.sessions, store.conversions
     for site_id in sorted(set(sessions) | set(keys)):  # one lock order for every writer
         zone, recounted = sync_zone(conn, site_id)
         if recounted:
             continue
+        deltas = _Deltas(site_id, zone)
         new = sorted(sessions.get(site_id, set()) - before.sessions.get(site_id, set()))
-        for i in range(0, len(new), _KEY_CHUNK):
-            _add(conn, "sessions", site_id, zone, s.c.session_id.in_(new[i : i + _KEY_CHUNK]))
-        site_keys = keys.get(site_id, set())
-        known = before.conversions.get(site_id, set())
-        new = sorted(site_keys - known)
-        for i in range(0, len(new), _KEY_CHUNK):
-            _add(conn, "conversions", site_id, zone, c.c.dedup_key.in_(new[i : i + _KEY_CHUNK]))
-        updated = sorted(site_keys & known)
-        days: set[str] = set()
-        for i in range(0, len(updated), _KEY_CHUNK):
-            # The stored time, not the event's: an order update keeps its first time.
-            days.update(
-                local_day(t, zone)
-                for t in conn.execute(
-                    select(c.c.occurred_at).where(
-                        c.c.site_id == site_id, c.c.dedup_key.in_(updated[i : i + _KEY_CHUNK])
-                    )
-                ).scalars()
-            )
-        if days:
-            _recount_days(conn, site_id, zone, days)
+        for row in _session_facts(conn, site_id, new):
+            deltas.session(row)
+        old = before.conversions.get(site_id, {})
+        for row in _conversion_facts(conn, site_id, sorted(keys.get(site_id, set()))):
+            was = old.get(row.dedup_key)
+            if was is not None and tuple(was) == tuple(row):
+                continue  # a replay, or an order version the store refused
+            if was is not None:
+                deltas.conversion(was, -1)
+            deltas.conversion(row, +1)
+        deltas.write(conn)
 
 
 def zone_of(conn: Any, site_id: str) -> str | None:
@@ -518,7 +643,7 @@ __all__ = [
     "SPLIT",
     "TOUCH_DIMENSIONS",
     "TOUCH_MODEL_COLUMN",
-    "day_bounds",
+    "TOUCH_PAIRS",
     "local_day",
     "local_day_sql",
     "rebuild",

@@ -11,7 +11,7 @@ until its ``rollups.rebuild`` is run.
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-23 20:44:43.643544
+Create Date: 2026-11-23 21:00:28.652244
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def upgrade() -> None:
     op.create_table(
         "touch_conversion_days",
         sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("filter_dimension", sa.String(length=16), nullable=False),
+        sa.Column("filter_value", sa.Text(), nullable=False),
         sa.Column("dimension", sa.String(length=16), nullable=False),
         sa.Column("day", sa.String(length=10), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
@@ -75,64 +77,67 @@ def upgrade() -> None:
         sa.Column("value_high", sa.BigInteger(), nullable=False),
         sa.Column("value_low", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
-            "site_id", "dimension", "day", "value", "kind", "source", "name", "status", "currency"
+            "site_id",
+            "filter_dimension",
+            "filter_value",
+            "dimension",
+            "day",
+            "value",
+            "kind",
+            "source",
+            "name",
+            "status",
+            "currency",
         ),
         sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("touch_conversion_days", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_touch_conversion_days_value", ["site_id", "dimension", "value", "day"], unique=False
-        )
-
     op.create_table(
         "touch_session_days",
         sa.Column("site_id", sa.String(length=32), nullable=False),
+        sa.Column("filter_dimension", sa.String(length=16), nullable=False),
+        sa.Column("filter_value", sa.Text(), nullable=False),
         sa.Column("dimension", sa.String(length=16), nullable=False),
         sa.Column("day", sa.String(length=10), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("sessions", sa.BigInteger(), nullable=False),
         sa.Column("click_sessions", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("site_id", "dimension", "day", "value"),
+        sa.PrimaryKeyConstraint(
+            "site_id", "filter_dimension", "filter_value", "dimension", "day", "value"
+        ),
         sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("touch_session_days", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_touch_session_days_value", ["site_id", "dimension", "value", "day"], unique=False
-        )
+    with op.batch_alter_table("touch_session_rollups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_touch_session_rollups_bucket"))
 
-    op.drop_table("conversion_rollups")
+    op.drop_table("touch_session_rollups")
     op.drop_table("session_rollups")
     with op.batch_alter_table("touch_conversion_rollups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_touch_conversion_rollups_bucket"))
 
     op.drop_table("touch_conversion_rollups")
-    with op.batch_alter_table("touch_session_rollups", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_touch_session_rollups_bucket"))
-
-    op.drop_table("touch_session_rollups")
+    op.drop_table("conversion_rollups")
     rollups.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
     """Undo 0007."""
     op.create_table(
-        "touch_session_rollups",
+        "conversion_rollups",
         sa.Column("site_id", sa.VARCHAR(length=32), nullable=False),
-        sa.Column("dimension", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("value", sa.TEXT(), nullable=False),
         sa.Column("bucket", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("clicked", sa.BOOLEAN(), nullable=False),
-        sa.Column("sessions", sa.BIGINT(), nullable=False),
-        sa.PrimaryKeyConstraint("site_id", "dimension", "value", "bucket", "clicked"),
+        sa.Column("kind", sa.VARCHAR(length=16), nullable=False),
+        sa.Column("source", sa.VARCHAR(length=16), nullable=False),
+        sa.Column("name", sa.VARCHAR(length=255), nullable=False),
+        sa.Column("status", sa.VARCHAR(length=16), nullable=False),
+        sa.Column("currency", sa.VARCHAR(length=3), nullable=False),
+        sa.Column("conversions", sa.BIGINT(), nullable=False),
+        sa.Column("value_high", sa.BIGINT(), nullable=False),
+        sa.Column("value_low", sa.BIGINT(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "site_id", "bucket", "kind", "source", "name", "status", "currency"
+        ),
         sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("touch_session_rollups", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_touch_session_rollups_bucket"),
-            ["site_id", "dimension", "bucket"],
-            unique=False,
-        )
-
     op.create_table(
         "touch_conversion_rollups",
         sa.Column("site_id", sa.VARCHAR(length=32), nullable=False),
@@ -178,29 +183,24 @@ def downgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_table(
-        "conversion_rollups",
+        "touch_session_rollups",
         sa.Column("site_id", sa.VARCHAR(length=32), nullable=False),
+        sa.Column("dimension", sa.VARCHAR(length=16), nullable=False),
+        sa.Column("value", sa.TEXT(), nullable=False),
         sa.Column("bucket", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("kind", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("source", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("name", sa.VARCHAR(length=255), nullable=False),
-        sa.Column("status", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("currency", sa.VARCHAR(length=3), nullable=False),
-        sa.Column("conversions", sa.BIGINT(), nullable=False),
-        sa.Column("value_high", sa.BIGINT(), nullable=False),
-        sa.Column("value_low", sa.BIGINT(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "site_id", "bucket", "kind", "source", "name", "status", "currency"
-        ),
+        sa.Column("clicked", sa.BOOLEAN(), nullable=False),
+        sa.Column("sessions", sa.BIGINT(), nullable=False),
+        sa.PrimaryKeyConstraint("site_id", "dimension", "value", "bucket", "clicked"),
         sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("touch_session_days", schema=None) as batch_op:
-        batch_op.drop_index("ix_touch_session_days_value")
+    with op.batch_alter_table("touch_session_rollups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_touch_session_rollups_bucket"),
+            ["site_id", "dimension", "bucket"],
+            unique=False,
+        )
 
     op.drop_table("touch_session_days")
-    with op.batch_alter_table("touch_conversion_days", schema=None) as batch_op:
-        batch_op.drop_index("ix_touch_conversion_days_value")
-
     op.drop_table("touch_conversion_days")
     op.drop_table("session_days")
     op.drop_table("rollup_zones")
