@@ -210,11 +210,12 @@ def _rollups_answer(
     conn: Any, site: Site, period: Period, filters: dict[str, str], touch_dims: list[str]
 ) -> bool:
     """Whether the rollups hold what a panel asks for (else it is counted from the rows)."""
-    return (
-        len(_touch_keys(filters)) <= 1
-        and len(touch_dims) <= 1
-        and _from_rollups(conn, site, period)
-    )
+    keys = _touch_keys(filters)
+    if len(keys) == 2:  # the pair of the two filters holds their tiles and their own tables
+        fits = set(touch_dims) <= set(keys)
+    else:
+        fits = len(keys) <= 1 and len(touch_dims) <= 1
+    return fits and _from_rollups(conn, site, period)
 
 
 def _touch_where(t: Any, filters: dict[str, str], dim: str | None) -> tuple[list[Any], Any]:
@@ -224,6 +225,8 @@ def _touch_where(t: Any, filters: dict[str, str], dim: str | None) -> tuple[list
     whole site's rows of ``dim``. With a filter F = v: the rows of ``dim`` within v; for
     the totals, or a table of F itself, those of another dimension, summed (every visit
     has exactly one value of each dimension, "" where unknown), whose filter value is v.
+    With two filters F1 = v1 and F2 = v2: the rows of F2 within v1 whose value is v2 (for
+    the totals and the tables of F1 and F2 only).
     """
     keys = _touch_keys(filters)
     if not keys:
@@ -233,6 +236,11 @@ def _touch_where(t: Any, filters: dict[str, str], dim: str | None) -> tuple[list
         return where, t.c.value
     f = DIMENSIONS[keys[0]].column
     where = [t.c.filter_dimension == f, t.c.filter_value == _stored(filters[keys[0]])]
+    if len(keys) == 2:  # F1 = v1 and F2 = v2: the rows of F2 within v1 whose value is v2
+        g = DIMENSIONS[keys[1]].column
+        where += [t.c.dimension == g, t.c.value == _stored(filters[keys[1]])]
+        shown = t.c.value if dim is not None and DIMENSIONS[dim].column == g else t.c.filter_value
+        return where, shown
     if dim is not None and DIMENSIONS[dim].column != f:
         return [*where, t.c.dimension == DIMENSIONS[dim].column], t.c.value
     other = "device" if f != "device" else "channel"
@@ -259,13 +267,15 @@ def _conversions_from_rows(
     """As :func:`_conversions`, counted from the conversions and their credited sessions."""
     c = store.conversions
     credited = store.sessions.alias("credited")
-    joined = c.outerjoin(
-        credited,
-        and_(
-            credited.c.site_id == c.c.site_id,
-            credited.c.session_id == c.c[rollups.TOUCH_MODEL_COLUMN],
-        ),
+    on = and_(
+        credited.c.site_id == c.c.site_id,
+        credited.c.session_id == c.c[rollups.TOUCH_MODEL_COLUMN],
     )
+    touch = {DIMENSIONS[k].column: _stored(filters[k]) for k in _touch_keys(filters)}
+    # Filters on known values need a credited visit: an inner join, with conditions the
+    # database applies to the sessions before joining (not to every joined row).
+    inner = bool(touch) and all(touch.values())
+    joined = c.join(credited, on) if inner else c.outerjoin(credited, on)
 
     def column(key: str) -> Any:
         dim = DIMENSIONS[key]
@@ -273,7 +283,13 @@ def _conversions_from_rows(
 
     lo, hi = _utc_bounds(period)
     where = [c.c.site_id == site.id, c.c.occurred_at >= lo, c.c.occurred_at < hi]
-    where += [column(k) == _stored(v) for k, v in sorted(filters.items()) if k in DIMENSIONS]
+    where += [
+        (credited.c[DIMENSIONS[k].column] if inner else column(k)) == _stored(v)
+        if DIMENSIONS[k].sessions
+        else column(k) == v
+        for k, v in sorted(filters.items())
+        if k in DIMENSIONS
+    ]
     group = [_day_case(c.c.occurred_at, period)] if by_day else []
     group += [column(d) for d in dims]
     status, currency = func.coalesce(c.c.status, ""), func.coalesce(c.c.currency, "")
@@ -309,20 +325,7 @@ def _sessions(
     Only channel filters narrow sessions (a session has no conversion name or kind).
     """
     if not _rollups_answer(conn, site, period, filters, [dim] if dim else []):
-        lo, hi = _utc_bounds(period)
-        s = store.sessions
-        where = [s.c.site_id == site.id, s.c.created_at >= lo, s.c.created_at < hi,
-                 s.c.bot.is_(False)]  # fmt: skip
-        where += [
-            func.coalesce(s.c[DIMENSIONS[k].column], "") == _stored(filters[k])
-            for k in _touch_keys(filters)
-        ]
-        group = [_day_case(s.c.created_at, period)] if by_day else []
-        if dim:
-            group.append(func.coalesce(s.c[DIMENSIONS[dim].column], ""))
-        clicked = s.c.click_id.is_not(None)
-        query = select(*group, clicked, func.count()).where(*where).group_by(*group, clicked)
-        return list(conn.execute(query))
+        return _sessions_from_rows(conn, site, period, filters, (dim,) if dim else (), by_day)
     first, last = period.start.isoformat(), period.end.isoformat()
     if dim or _touch_keys(filters):
         t = store.touch_session_days
@@ -341,6 +344,30 @@ def _sessions(
         query = select(*group, t.c.clicked, func.sum(t.c.sessions))
         rows = list(conn.execute(query.where(*where).group_by(*group, t.c.clicked)))
     return _day_index(rows, period) if by_day else rows
+
+
+def _sessions_from_rows(
+    conn: Any,
+    site: Site,
+    period: Period,
+    filters: dict[str, str],
+    dims: tuple[str, ...],
+    by_day: bool,
+) -> list[Any]:
+    """As :func:`_sessions`, counted from the sessions, with any number of ``dims``."""
+    lo, hi = _utc_bounds(period)
+    s = store.sessions
+    where = [s.c.site_id == site.id, s.c.created_at >= lo, s.c.created_at < hi,
+             s.c.bot.is_(False)]  # fmt: skip
+    where += [
+        func.coalesce(s.c[DIMENSIONS[k].column], "") == _stored(filters[k])
+        for k in _touch_keys(filters)
+    ]
+    group = [_day_case(s.c.created_at, period)] if by_day else []
+    group += [func.coalesce(s.c[DIMENSIONS[d].column], "") for d in dims]
+    clicked = s.c.click_id.is_not(None)
+    query = select(*group, clicked, func.count()).where(*where).group_by(*group, clicked)
+    return list(conn.execute(query))
 
 
 def _add_sessions(totals: Totals, clicked: Any, n: Any) -> None:
@@ -389,6 +416,23 @@ def _breakdown_rows(
     return rows
 
 
+def _breakdowns_from_rows(
+    conn: Any, site: Site, period: Period, filters: dict[str, str], dims: tuple[str, ...]
+) -> dict[str, dict[str, Totals]]:
+    """The tables of channel ``dims`` counted from the rows: one read of each kind of row,
+    grouped by all of them, split here (a page with two channel filters)."""
+    out: dict[str, dict[str, Totals]] = {d: {} for d in dims}
+    if not dims:
+        return out
+    for row in _conversions_from_rows(conn, site, filters, dims, False, period):
+        for i, key in enumerate(dims):
+            _add(out[key].setdefault(_shown(row[i]), Totals()), site, row)
+    for *values, clicked, n in _sessions_from_rows(conn, site, period, filters, dims, False):
+        for key, value in zip(dims, values, strict=True):
+            _add_sessions(out[key].setdefault(_shown(value), Totals()), clicked, n)
+    return out
+
+
 def breakdown(
     engine: Engine, site: Site, period: Period, dimension: str, filters: dict[str, str]
 ) -> list[tuple[str, Totals]]:
@@ -429,7 +473,9 @@ def report(engine: Engine, site: Site, period: Period, filters: dict[str, str]) 
 
     One grouped read (by day and by every conversion dimension) serves the tiles, the
     days and the conversion breakdowns; each channel breakdown is one more read of its
-    touch rollups (sessions and conversions); the previous period's tiles two more.
+    touch rollups (sessions and conversions); the previous period's tiles two more. With
+    two channel filters, the channel tables the rollups cannot hold are one read of the
+    rows of each kind.
     """
     plain = tuple(k for k, d in DIMENSIONS.items() if not d.sessions)
     days = [(d.isoformat(), Totals()) for d in period.dates()]
@@ -444,9 +490,12 @@ def report(engine: Engine, site: Site, period: Period, filters: dict[str, str]) 
         for day, clicked, n in _sessions(conn, site, period, filters, by_day=True):
             _add_sessions(days[int(day)][1], clicked, n)
             _add_sessions(now, clicked, n)
-        for key, dim in DIMENSIONS.items():
-            if dim.sessions:
+        touch = [k for k, d in DIMENSIONS.items() if d.sessions]
+        counted = [k for k in touch if not _rollups_answer(conn, site, period, filters, [k])]
+        for key in touch:
+            if key not in counted:
                 splits[key] = _breakdown_rows(conn, site, period, key, filters)
+        splits.update(_breakdowns_from_rows(conn, site, period, filters, tuple(counted)))
     return {
         "totals": now,
         "previous": totals(engine, site, period.previous(), filters),
