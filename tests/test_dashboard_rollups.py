@@ -262,3 +262,48 @@ def test_a_time_zone_change_recounts_the_days_and_the_worker_catches_one_nobody_
         assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
     assert _days(engine, site.id) == {"2026-03-01": 41}
     assert overview.totals(engine, changed, day, {}).sessions == 41
+
+
+def test_the_longest_touch_values_in_any_script_are_stored_and_counted(
+    config, engine, site, worker
+):
+    # Anyone with the site key may send them: a landing page and UTM values at their
+    # length limits in a four-byte script, a conversion name too. Every rollup key holds
+    # two such values; PostgreSQL refuses an index entry over 2,704 bytes, and a refused
+    # row would make an accepted event a dead letter.
+    def wide(n: int, seed: int) -> str:  # four bytes each in UTF-8, and no repeats to squeeze
+        return "".join(chr(0x20000 + (i * 7919 + seed) % 40000) for i in range(n))
+
+    url = (
+        f"https://shop.example/{wide(1200, 1)}?utm_source={wide(300, 2)}"
+        f"&utm_medium={wide(300, 3)}&utm_campaign={wide(300, 4)}"
+    )
+    data = {"sessionId": "long1", "visitorId": "vlong", "url": url, "bot": False}
+    purchase = {
+        "dedupKey": "track:long",
+        "kind": "sale",
+        "source": "track",
+        "name": wide(255, 5),
+        "visitorId": "vlong",
+        "value": 100,
+        "currency": "EUR",
+        "occurredAt": at(30),
+    }
+    drain(config, [event("session", site.id, at(1), data)])
+    drain(config, [event("conversion", site.id, at(30), purchase)])
+    with engine.connect() as conn:
+        stored_rows = conn.execute(
+            select(func.count()).select_from(store.conversions).where(
+                store.conversions.c.site_id == site.id
+            )
+        ).scalar_one()
+        assert stored_rows == 1
+        assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
+        pages = conn.execute(
+            select(store.touch_conversion_days.c.value).where(
+                store.touch_conversion_days.c.site_id == site.id,
+                store.touch_conversion_days.c.filter_dimension == "campaign",
+                store.touch_conversion_days.c.dimension == "landing_page",
+            )
+        ).scalars().all()
+    assert len(pages) == 1 and pages[0].startswith("/"), pages

@@ -238,3 +238,46 @@ def test_upgrading_to_touches_classifies_the_visits_and_counts_the_rollups_alrea
     assert [tuple(r) for r in rolled] == [("2026-11-01", 1)]
     assert zone == "UTC"
     engine.dispose()
+
+
+def test_upgrading_to_daily_rollups_cuts_touch_values_too_long_to_key_a_rollup(database_url):
+    # A visit stored before touch values were limited in bytes: 700 four-byte characters
+    # of landing page and campaign. Revision 0007 keys rollups by two such values, which
+    # PostgreSQL could not index; the upgrade cuts them and counts the visit.
+    page = "/" + "".join(chr(0x20000 + i * 37) for i in range(700))
+    campaign = "".join(chr(0x21000 + i * 31) for i in range(250))
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(store._alembic_config(conn), "0006")
+        conn.execute(
+            sa.text(
+                "INSERT INTO sites (id, name, site_key, secret_hash, origins, settings, "
+                "created_at) VALUES ('st_1', 'Shop', 'pk_1', 'h', "
+                "'[\"https://shop.example\"]', '{}', '2026-11-01T00:00:00.000000Z')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sessions (site_id, session_id, visitor_id, url, user_agent, bot, "
+                "created_at, channel, campaign, landing_page) VALUES ('st_1', 's1', 'v1', "
+                "'https://shop.example/', 'Mozilla/5.0', false, '2026-11-01T10:00:00.000000Z', "
+                "'email', :campaign, :page)"
+            ),
+            {"campaign": campaign, "page": page},
+        )
+    engine.dispose()
+    engine = store.connect(database_url)
+    with engine.connect() as conn:
+        stored_page, stored_campaign = conn.execute(
+            sa.text("SELECT landing_page, campaign FROM sessions")
+        ).one()
+        counted = conn.execute(
+            sa.text(
+                "SELECT SUM(sessions) FROM touch_session_days WHERE filter_dimension = "
+                "'campaign' AND dimension = 'landing_page'"
+            )
+        ).scalar()
+    assert len(stored_page.encode()) <= 1000 and page.startswith(stored_page)
+    assert len(stored_campaign.encode()) <= 255 and campaign.startswith(stored_campaign)
+    assert counted == 1
+    engine.dispose()

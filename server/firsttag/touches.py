@@ -98,9 +98,12 @@ _SOCIAL_SOURCES = {
     "reddit", "youtube", "snapchat", "threads", "bluesky", "meta",
 }  # fmt: skip
 
-#: The longest value kept for a source, medium, campaign, term, content or click ID.
+#: The longest value kept for a source, medium, campaign, term, content or click ID, in
+#: UTF-8 bytes. In bytes, not characters: the dashboard's rollups key a row by two touch
+#: values and a conversion name, and PostgreSQL refuses an index entry over 2,704 bytes
+#: (1,000 + 255 + a 255-character name of 1,020 bytes + the rest stays under it).
 MAX_VALUE = 255
-#: The longest landing page path kept.
+#: The longest landing page path kept, in UTF-8 bytes.
 MAX_PATH = 1000
 #: A DNS name is at most 253 characters in at most 127 labels; longer "hosts" are unknown.
 MAX_HOST = 253
@@ -292,13 +295,20 @@ def _path(url: str | None) -> str | None:
     if not url:
         return None
     try:
-        return (urlsplit(url).path or "/")[:MAX_PATH]
+        return clip(urlsplit(url).path or "/", MAX_PATH)
     except ValueError:
         return None
 
 
 def _clip(value: str) -> str:
-    return value[:MAX_VALUE]
+    return clip(value, MAX_VALUE)
+
+
+def clip(value: str, limit: int) -> str:
+    """The longest start of ``value`` of at most ``limit`` UTF-8 bytes (whole characters)."""
+    if len(value) * 4 <= limit:  # short enough whatever its script: the common case
+        return value
+    return value.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
 
 
 def _lower(value: str | None) -> str | None:

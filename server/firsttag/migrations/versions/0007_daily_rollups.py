@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from firsttag import touches
 from firsttag.analytics import rollups
 
 revision = "0007"
@@ -116,7 +117,41 @@ def upgrade() -> None:
 
     op.drop_table("touch_conversion_rollups")
     op.drop_table("conversion_rollups")
+    _clip_touches(op.get_bind())
     rollups.rebuild(op.get_bind())
+
+
+def _clip_touches(bind: sa.engine.Connection) -> None:
+    """Cut touch values stored before they were limited in bytes (firsttag.touches.clip).
+
+    A rollup row is keyed by two of them; longer ones in a four-byte script would make an
+    index entry PostgreSQL refuses, and this revision's count (and later the worker) fail.
+    """
+    limits = {
+        "landing_page": touches.MAX_PATH,
+        "source": touches.MAX_VALUE,
+        "medium": touches.MAX_VALUE,
+        "campaign": touches.MAX_VALUE,
+    }
+    s = sa.table("sessions", *(sa.column(c) for c in ("site_id", "session_id", *limits)))
+
+    def size(column: sa.ColumnElement) -> sa.ColumnElement:
+        if bind.dialect.name == "postgresql":
+            return sa.func.octet_length(column)
+        return sa.func.length(sa.cast(column, sa.LargeBinary))
+
+    long = (
+        bind.execute(sa.select(s).where(sa.or_(*(size(s.c[k]) > n for k, n in limits.items()))))
+        .mappings()
+        .all()
+    )
+    for row in long:
+        clipped = {k: touches.clip(row[k], n) if row[k] else row[k] for k, n in limits.items()}
+        bind.execute(
+            sa.update(s)
+            .where(s.c.site_id == row["site_id"], s.c.session_id == row["session_id"])
+            .values(clipped)
+        )
 
 
 def downgrade() -> None:
