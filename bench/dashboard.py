@@ -38,8 +38,9 @@ from sqlalchemy import create_engine, func, inspect, select, text
 SITE_ZONE = "Europe/Paris"
 LANDING_PAGES = 1_000
 CAMPAIGNS = 300
-#: The views timed: whole site, a conversion filter, one channel filter (touch rollups),
-#: a many-valued one, and two channel filters at once (counted from the rows).
+#: The views timed: whole site, a conversion filter, one channel filter (touch rollups
+#: within that value), a many-valued one, and two channel filters at once (tiles and their
+#: own tables from the rollups, the three other channel tables counted from the rows).
 VIEWS = (
     ("30-day overview", {}),
     ("30-day overview, name=Purchase", {"name": "Purchase"}),
