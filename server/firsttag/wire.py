@@ -30,6 +30,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from typing import Any, ClassVar
 
+import msgspec
+
 from firsttag.bounds import json_default
 
 #: The format version this release writes.
@@ -164,13 +166,18 @@ def body_from(kind: str, data: Mapping[str, Any]) -> Body:
     cls = BODIES.get(kind)
     if cls is None:
         raise UnknownKind(f"not an event of a known kind: {str(kind)[:100]!r}")
-    values = {}
+    values = dict(_defaults(cls))
     for field_name, name, required in _wire_fields(cls):
         if name in data:
             values[field_name] = data[name]
         elif required:
             raise WireError(f"{kind} event without {name}")
-    return cls(**values)
+    # The same object cls(**values) makes, without its __init__: a frozen dataclass sets
+    # each field through object.__setattr__, two thirds of building a body (the bodies
+    # have no __post_init__ and no field with a default factory).
+    body = object.__new__(cls)
+    body.__dict__.update(values)
+    return body
 
 
 @cache
@@ -178,6 +185,14 @@ def _wire_fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
     # (field, wire name, required) per body class: dataclasses.fields() on every event
     # was a tenth of the worker's decoding.
     return tuple((f.name, _camel(f.name), f.default is MISSING) for f in fields(cls))
+
+
+@cache
+def _defaults(cls: type) -> dict[str, Any]:
+    # The default of each optional field (read-only: body_from copies it).
+    for f in fields(cls):
+        assert f.default_factory is MISSING, f"{cls.__name__}.{f.name}: use a plain default"
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 def encode(event: Event) -> str:
@@ -200,7 +215,24 @@ def decode(raw: bytes | str) -> Event:
     Raises ``ValueError`` (``json.JSONDecodeError``, :class:`WireError`) or
     ``RecursionError`` when ``raw`` is not an event this release can read.
     """
-    return from_json(json.loads(raw))
+    return from_json(parse(raw))
+
+
+_FAST = msgspec.json.Decoder()
+
+
+def parse(raw: bytes | str) -> Any:
+    """``raw`` parsed as JSON: the values and the errors of ``json.loads``, faster.
+
+    msgspec parses (about 8 times faster than the standard library, and unlike orjson it
+    keeps integers beyond 64 bits as integers); whatever it refuses (NaN, a lone
+    surrogate, UTF-16, too deep) is handed to ``json.loads``, whose verdict stands, so an
+    event is accepted or refused, and dead-lettered with the error, exactly as before.
+    """
+    try:
+        return _FAST.decode(raw)
+    except Exception:
+        return json.loads(raw)
 
 
 def from_json(wire: Any) -> Event:

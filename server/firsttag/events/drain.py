@@ -22,7 +22,6 @@ is kept alive, and then retries it as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -50,7 +49,7 @@ from firsttag.events.buffer import (
 )
 from firsttag.events.readiness import beat, store_writable
 from firsttag.events.rows import write
-from firsttag.wire import Event, UnknownKind, WireError, envelope, from_json
+from firsttag.wire import Event, UnknownKind, WireError, envelope, from_json, parse
 
 log = logging.getLogger(__name__)
 
@@ -339,15 +338,15 @@ class _LeaseKeeper(threading.Thread):
 
 
 def _decode(item: bytes) -> tuple[Event, None] | tuple[None, Failure]:
-    site, _ = envelope(item)
     try:
-        parsed = json.loads(item)
+        parsed = parse(item)
     except Exception as exc:  # not JSON, not UTF-8, or too deep (RecursionError)
-        return None, Failure(item, deadletters.UNDECODABLE, deadletters.describe(exc), site or "")
+        site = envelope(item)[0] or ""
+        return None, Failure(item, deadletters.UNDECODABLE, deadletters.describe(exc), site)
     try:
         return from_json(parsed), None
     except UnknownKind as exc:
-        return None, Failure(item, deadletters.NOT_AN_EVENT, str(exc), site or "")
+        return None, Failure(item, deadletters.NOT_AN_EVENT, str(exc), envelope(item)[0] or "")
     except WireError as exc:  # a known kind without a field its version requires
         return None, Failure(
             item,

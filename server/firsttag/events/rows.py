@@ -163,26 +163,78 @@ def conversion_rows(conn: Any, events: list[Event]) -> list[dict[str, Any]]:
     rows = []
     for site_id, site_events in by_site.items():
         window = sites.site_settings(conn, site_id).attribution_window_days
-        candidates = touches(
-            conn,
-            site_id,
-            start=min(window_start(c.occurred_at, window) for _, c, _ in site_events),
-            end=max(c.occurred_at for _, c, _ in site_events),
-            visitors={c.visitor_id for _, c, _ in site_events if c.visitor_id},
-            clicks={click for _, _, click in site_events if click},
-        )
-        for event, c, click in site_events:
-            attribution = attribute_from(
-                candidates, window, c.occurred_at, c.visitor_id, c.session_id, click
+        candidates = _Candidates(
+            touches(
+                conn,
+                site_id,
+                start=min(window_start(c.occurred_at, window) for _, c, _ in site_events),
+                end=max(c.occurred_at for _, c, _ in site_events),
+                visitors={c.visitor_id for _, c, _ in site_events if c.visitor_id},
+                clicks={click for _, _, click in site_events if click},
             )
-            rows.append(conversion_row(event, c, click, attribution))
+        )
+        unattributed: dict[str, Any] | None = None
+        for event, c, click in site_events:
+            visits = candidates.of(c.visitor_id, click)
+            if visits:
+                columns = attribution_columns(
+                    attribute_from(visits, window, c.occurred_at, c.visitor_id, c.session_id, click)
+                )
+            else:
+                # Without a visit the attribution is the same for every conversion of the
+                # site (it names only the window): computed and serialised once a batch.
+                if unattributed is None:
+                    unattributed = attribution_columns(
+                        attribute_from([], window, c.occurred_at, None, None, None)
+                    )
+                columns = unattributed
+            rows.append(_conversion_row(event, c, click, columns))
     return rows
+
+
+class _Candidates:
+    """A batch's candidate visits, indexed by visitor and by click.
+
+    :func:`attribute_from` keeps the visits of the conversion's visitor or click; handing
+    it only those (in their order) gives the same result without scanning every visit
+    of the batch for every conversion.
+    """
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.by_visitor: dict[str, list[int]] = {}
+        self.by_click: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            if row.visitor_id:
+                self.by_visitor.setdefault(row.visitor_id, []).append(i)
+            if row.click_id:
+                self.by_click.setdefault(row.click_id, []).append(i)
+
+    def of(self, visitor_id: str | None, click_id: str | None) -> list[Any]:
+        """The visits of ``visitor_id`` or of ``click_id``, oldest first."""
+        mine = self.by_visitor.get(visitor_id, []) if visitor_id else []
+        theirs = self.by_click.get(click_id, []) if click_id else []
+        if theirs:
+            mine = sorted(set(mine).union(theirs)) if mine else theirs
+        return [self.rows[i] for i in mine]
+
+
+def attribution_columns(attribution: dict[str, Any]) -> dict[str, Any]:
+    """The ``conversions`` columns of an attribution: its JSON and the credited sessions."""
+    return {"attribution": _json(attribution), **credited_sessions(attribution)}
 
 
 def conversion_row(
     event: Event, c: Conversion, click_id: str | None, attribution: dict[str, Any]
 ) -> dict[str, Any]:
     """The ``conversions`` row of a conversion event, with its click and attribution."""
+    return _conversion_row(event, c, click_id, attribution_columns(attribution))
+
+
+def _conversion_row(
+    event: Event, c: Conversion, click_id: str | None, attribution: dict[str, Any]
+) -> dict[str, Any]:
+    # ``attribution``: the columns of attribution_columns().
     return {
         "site_id": event.site,
         "dedup_key": c.dedup_key,
@@ -202,8 +254,7 @@ def conversion_row(
         "details": _json(c.details),
         "metadata": _json(c.metadata),
         "fingerprint": _json(c.fingerprint),
-        "attribution": _json(attribution),
-        **credited_sessions(attribution),
+        **attribution,
         "url": c.url,
         "occurred_at": c.occurred_at,
         "received_at": event.received_at,
