@@ -81,6 +81,13 @@ def configure(level: str | None = None) -> None:
     """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    # A web process writes a record per request, and the lines print none of the caller,
+    # thread or process attributes: the logging HOWTO's "Optimization" settings skip
+    # collecting them (findCaller walks the stack on every record).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or level_from_env())
