@@ -243,10 +243,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_firsttag(data: Path, fsync: str, web_processes: int) -> Server:
+def start_firsttag(
+    data: Path, fsync: str, web_processes: int, web_threads: int, extra: dict[str, str]
+) -> Server:
     """``firsttag serve`` on SQLite with its embedded Redis fsyncing per ``fsync``."""
     port = free_port()
     env = clean_env(
+        **extra,
+        FIRSTTAG_WEB_THREADS=str(web_threads),
         FIRSTTAG_REDIS_FSYNC=fsync,
         # wrk is one client on one address: lift the limits, or it measures only them.
         FIRSTTAG_RATE_PER_IP="100000000",
@@ -275,7 +279,7 @@ def start_firsttag(data: Path, fsync: str, web_processes: int) -> Server:
     return server
 
 
-def start_bare(work: Path, tag_file: Path, web_processes: int) -> Server:
+def start_bare(work: Path, tag_file: Path, web_processes: int, web_threads: int) -> Server:
     """The ceiling app under granian with ``firsttag serve``'s processes and threads."""
     (work / "bare_app.py").write_text(BARE_APP)
     port = free_port()
@@ -293,7 +297,7 @@ def start_bare(work: Path, tag_file: Path, web_processes: int) -> Server:
         str(web_processes),
         "--no-ws",
         "--blocking-threads",
-        str(blocking_threads(Config.from_env())),
+        str(web_threads),
         "--log-level",
         "warning",
         "bare_app:app",
@@ -571,6 +575,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6, help="per wrk run (default 6)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--web-processes", type=int, default=2, help="as firsttag serve")
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        default=blocking_threads(Config.from_env()),
+        help="WSGI threads per web process, of firsttag serve and the bare app alike "
+        "(default: FIRSTTAG_WEB_THREADS's)",
+    )
+    parser.add_argument(
+        "--firsttag-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra FIRSTTAG_* variable for firsttag serve (repeatable), e.g. to compare "
+        "a setting",
+    )
     parser.add_argument("--redis-fsync", choices=("always", "everysec", "both"), default="both")
     parser.add_argument("--drain-events", type=int, default=50_000)
     parser.add_argument(
@@ -593,7 +612,8 @@ def main() -> None:
         firsttags = []
         for fsync in fsyncs:
             data = work / f"firsttag-{fsync}"
-            server = start_firsttag(data, fsync, opts.web_processes)
+            extra = dict(item.split("=", 1) for item in opts.firsttag_env)
+            server = start_firsttag(data, fsync, opts.web_processes, opts.web_threads, extra)
             servers.append(server)
             site = create_site(clean_env(), data)
             firsttags.append((fsync, server, site, data))
@@ -601,7 +621,7 @@ def main() -> None:
         tag_bytes = requests.get(f"{firsttags[0][1].base}/t/{site['id']}.js", timeout=5).content
         tag_file = work / "tag.js"
         tag_file.write_bytes(tag_bytes)
-        bare = start_bare(work, tag_file, opts.web_processes)
+        bare = start_bare(work, tag_file, opts.web_processes, opts.web_threads)
         servers.append(bare)
         nginx = start_nginx(work, tag_bytes, f"{site['id']}.js", opts.web_processes)
         servers.append(nginx)
@@ -694,7 +714,8 @@ def report(
     print()
     print(
         f"machine: {os.cpu_count()} cores, {platform_line()}; wrk -t2 -c64 -d{opts.seconds}s, "
-        f"{opts.rounds} alternating rounds; median of rounds; run took {elapsed:.0f} s"
+        f"{opts.rounds} alternating rounds; median of rounds; {opts.web_processes} web "
+        f"processes x {opts.web_threads} threads (firsttag and bare); run took {elapsed:.0f} s"
     )
     print()
     print("| what | firsttag | ceiling | ratio | goal |")

@@ -90,3 +90,36 @@ def test_redis_down_fails_each_waiting_call(bad_url: str) -> None:
     buffer = EventBuffer(Redis.from_url(bad_url, socket_connect_timeout=1), "q")
     results = _concurrently([lambda i=i: buffer.push(_event("st_a", i)) for i in range(4)])
     assert all(isinstance(r, RedisError) for r in results)
+
+
+def test_a_script_error_fails_its_own_call_and_the_group_stays_in_step(config: Any) -> None:
+    """An error reply answers only its call; every other call gets its own reply, in order."""
+    from firsttag.events.group import GroupCommit
+    from redis.exceptions import ResponseError
+
+    redis = Redis.from_url(config.redis_url)
+    redis.set("gc:text", "not a number")
+    incr = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    group = GroupCommit(redis)
+    calls = [lambda i=i: group.call(incr, [f"gc:n{i % 4}"], [i]) for i in range(40)]
+    calls += [lambda: group.call(incr, ["gc:text"], [1]) for _ in range(3)]
+    results = _concurrently(calls)
+    assert all(isinstance(r, ResponseError) for r in results[40:])
+    assert all(isinstance(r, int) for r in results[:40])
+    for k in range(4):  # each counter saw exactly its own increments
+        assert int(redis.get(f"gc:n{k}")) == sum(i for i in range(40) if i % 4 == k)
+    # The connection was left in step: a later call reads its own reply.
+    assert group.call(incr, ["gc:n0"], [0]) == sum(i for i in range(40) if i % 4 == 0)
+    assert group.round_trips < len(calls)
+
+
+def test_a_restarted_redis_connection_is_reconnected(config: Any) -> None:
+    """A pooled connection closed by Redis (a restart, an idle timeout) is reconnected."""
+    from firsttag.events.group import GroupCommit
+
+    redis = Redis.from_url(config.redis_url)
+    incr = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    group = GroupCommit(redis)
+    assert group.call(incr, ["gc:r"], [1]) == 1
+    redis.client_kill_filter(_type="normal", skipme=True)  # drops the committer's connection
+    assert group.call(incr, ["gc:r"], [1]) == 2

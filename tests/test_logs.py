@@ -95,3 +95,64 @@ def test_requests_and_batches_are_logged_as_json_without_any_key(
     text = (tmp_path / "serve.log").read_text()
     for secret_value in (secret, wrong_key, token, session_key, config.secret_key, typed):
         assert secret_value not in text
+
+
+class _Pipe:
+    """A stream that records each write: what reaches the pipe in one system call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.writes.append(self._buffer)
+            self._buffer = ""
+
+
+def _batched_logger(name: str, stream: _Pipe, interval: float) -> tuple[object, object]:
+    import logging
+
+    from firsttag.logs import BatchedLineHandler, JsonFormatter
+
+    handler = BatchedLineHandler(stream, interval=interval)  # type: ignore[arg-type]
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel("INFO")
+    return logger, handler
+
+
+def test_info_lines_are_written_in_batches_of_whole_lines_within_the_interval():
+    from firsttag.logs import WRITE_CHUNK
+
+    stream = _Pipe()
+    logger, handler = _batched_logger("firsttag.test.batched", stream, interval=0.05)
+    for n in range(300):
+        logger.info("request", extra={"fields": {"n": n, "path": "/api/v1/beacon"}})
+    wait_until(lambda: sum(w.count("\n") for w in stream.writes) == 300, 5, "every line")
+    # Fewer writes than lines, each at most a pipe's atomic size and made of whole lines.
+    assert len(stream.writes) < 300
+    assert all(len(w.encode()) <= WRITE_CHUNK and w.endswith("\n") for w in stream.writes)
+    lines = [json.loads(line) for w in stream.writes for line in w.splitlines()]
+    assert [line["n"] for line in lines] == list(range(300))  # in order, none lost
+    handler.close()
+
+
+def test_a_warning_is_written_at_once_with_the_lines_before_it():
+    stream = _Pipe()
+    logger, handler = _batched_logger("firsttag.test.urgent", stream, interval=3600)
+    logger.info("first")
+    assert stream.writes == []  # waits for the (here: hour-long) interval
+    logger.warning("trouble")
+    written = [json.loads(line)["msg"] for w in stream.writes for line in w.splitlines()]
+    assert written == ["first", "trouble"]
+    logger.info("last")
+    handler.flush()  # as logging.shutdown does at exit
+    assert json.loads(stream.writes[-1].splitlines()[-1])["msg"] == "last"
+    handler.close()

@@ -13,6 +13,7 @@ sees the buffer empty, atomically releasing the lease then).
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -154,7 +155,10 @@ class EventBuffer:
         bounds (the limits are then spent, as a refused push always was) and
         ``redis.RedisError`` when Redis cannot take it.
         """
-        token = secrets.token_hex(8)
+        # Only needs to be unique (it names who holds the drain lease), not secret:
+        # random's generator makes it without the getrandom() system call, which
+        # released the GIL once per beacon. (random is reseeded in a forked child.)
+        token = f"{random.getrandbits(64):016x}"
         limit_keys, limit_args = script_input(limits)
         push = self._push_args(token, event.site, [encode(event)], {})
         reply = self.group.call(
