@@ -216,7 +216,7 @@ def test_conversions_list_live_rows_detail_and_customer_journey(live_url, shop, 
     order_id = re.search(r'<tr data-id="(\d+)">(?:(?!</tr>).)*?Order(?:(?!</tr>).)*?refunded',
                          listing, re.S).group(1)  # fmt: skip
     detail = browser.get(f"{live_url}/sites/{shop.id}/conversions/{order_id}", timeout=10).text
-    assert "Order o1" in detail and "completed" in detail and "EUR 25.00 refunded" in detail
+    assert "Order o1" in detail and "completed" in detail and "EUR 25.00" in detail
     assert "Direct" in detail and "click1" in detail  # session s1 carried click1
     # The customer: touch, lead, sale, order and its refund, oldest first.
     journey = browser.get(f"{live_url}/sites/{shop.id}/customers/cust-a", timeout=10).text
@@ -226,6 +226,38 @@ def test_conversions_list_live_rows_detail_and_customer_journey(live_url, shop, 
     assert (
         browser.get(f"{live_url}/sites/{shop.id}/customers/nobody", timeout=10).status_code == 404
     )
+
+
+def test_an_orders_detail_lists_every_reported_state_in_the_shops_order(
+    live_url, shop, config
+):
+    # Completed at 10:00, refunded at 12:00, and then the shop's 11:00 "processing" arrives
+    # late: the order stays refunded, and its history lists all three by the shop's times.
+    def state(hour: int, status: str, refunded: int):
+        version = f"2026-11-20T{hour:02d}:00:00.000000Z|{hour:02d}|{refunded:016d}"
+        return conv(
+            shop.id, "order:o9", "sale", "order", "Order", 9, 10_000, "EUR",
+            orderId="o9", status=status, stateVersion=version, refunded=refunded,
+        )  # fmt: skip
+
+    drain(config, [state(10, "completed", 0), state(12, "refunded", 10_000)])
+    drain(config, [state(11, "processing", 0), state(12, "refunded", 10_000)])  # late; replay
+    browser = log_in(live_url, "viewer@example.com")
+    listing = browser.get(
+        f"{live_url}/sites/{shop.id}/conversions", params={"source": "order"}, timeout=10
+    ).text
+    newest = max(int(i) for i in re.findall(r'<tr data-id="(\d+)"', listing))
+    detail = browser.get(f"{live_url}/sites/{shop.id}/conversions/{newest}", timeout=10).text
+    assert "Order o9" in detail
+    history = detail[detail.index('id="order-title"') :]
+    history = history[: history.index("</table>")]
+    assert re.findall(r"<td><strong>(\w+)</strong>", history) == [
+        "completed", "processing", "refunded",
+    ]  # fmt: skip
+    assert re.findall(r'<tr class="current"><td><time datetime="([^"]+)"', history) == [
+        "2026-11-20T12:00:00.000000Z"
+    ]
+    assert "EUR 100.00" in history  # the refund, on the refunded state's row
 
 
 def test_bad_report_arguments_are_a_400_naming_the_field(live_url, shop):

@@ -66,6 +66,12 @@ def _canonical(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=json_default))
 
 
+def state_time(version: str) -> str:
+    """When an order's state happened, read from its state version (see :func:`from_order`:
+    the shop's ``updatedAt``, else the time firsttag received it)."""
+    return version.split("|", 1)[0]
+
+
 def from_order(body: schemas.OrderWebhook, received_at: str) -> Outcome:
     """An order webhook (Selektable). Total 0 is a lead-gen conversion."""
     if body.refundedCents is not None:

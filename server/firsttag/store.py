@@ -184,6 +184,22 @@ conversions = Table(
 #: confirmed, and count as revenue only where a site opts in (Settings.count_browser_revenue).
 BROWSER_SOURCES = ("browser",)
 
+# Every state of an order as reported (status, refunded amount), one row per state version
+# (firsttag/conversions.py: the status's time, then rank and amount, so versions sort as
+# the order's history); the conversion row holds the newest. A replay adds nothing; a
+# version older than the stored one is kept here too, as what the shop said.
+order_states = Table(
+    "order_states",
+    metadata,
+    Column("site_id", String(32), primary_key=True),
+    Column("dedup_key", String(512), primary_key=True),
+    Column("state_version", String(80), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("refunded", BigInteger, nullable=False),
+    Column("received_at", String(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Dashboard rollups (firsttag/analytics/rollups.py): per site and local day (``YYYY-MM-DD``
 # in the zone named in ``rollup_zones``), kept by the worker in the rows' transaction.
 # ``status`` and ``currency`` are "" where the row has none (they are part of the key).
@@ -504,8 +520,14 @@ def erase_customer(conn: Any, site_id: str, external_id: str, erased_at: str) ->
         select(c.c.id, c.c.dedup_key).where(c.c.site_id == site_id, c.c.customer_id == external_id)
     ).mappings()
     for row in list(owned):
+        erased = erased_conversion_fields(site_id, row)
+        conn.execute(c.update().where(c.c.id == row["id"]).values(**erased))
+        # An order's history follows its renamed key (it holds no personal data).
+        o = order_states
         conn.execute(
-            c.update().where(c.c.id == row["id"]).values(**erased_conversion_fields(site_id, row))
+            o.update()
+            .where(o.c.site_id == site_id, o.c.dedup_key == row["dedup_key"])
+            .values(dedup_key=erased["dedup_key"])
         )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, and_, or_, select
 
 from firsttag import store
 from firsttag.analytics.periods import Period
+from firsttag.conversions import state_time
 
 #: Filters of the conversions list on its own columns (URL parameter = column).
 LIST_FILTERS = ("kind", "source", "status", "name")
@@ -106,7 +107,28 @@ def conversion(engine: Engine, site_id: str, conversion_id: int) -> dict[str, An
         row["touches"] = _touches(
             conn, site_id, row, attribution.get("windowDays"), row["occurred_at"]
         )
+        row["states"] = _order_states(conn, site_id, row) if row.get("order_id") else []
     return row
+
+
+def _order_states(conn: Any, site_id: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every reported state of the order, oldest first; ``current`` marks the stored one."""
+    o = store.order_states
+    found = conn.execute(
+        select(o.c.state_version, o.c.status, o.c.refunded, o.c.received_at)
+        .where(o.c.site_id == site_id, o.c.dedup_key == row["dedup_key"])
+        .order_by(o.c.state_version)
+    ).mappings()
+    return [
+        {
+            "at": state_time(s["state_version"]),
+            "status": s["status"],
+            "refunded": s["refunded"],
+            "received_at": s["received_at"],
+            "current": s["state_version"] == row.get("state_version"),
+        }
+        for s in found
+    ]
 
 
 def _touches(

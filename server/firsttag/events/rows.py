@@ -65,6 +65,12 @@ def write(conn: Any, events: list[Event]) -> None:
     for row in rows:
         if row["status"] is not None:
             store.upsert_order(conn, row)
+    store.insert_ignoring_duplicates(
+        conn,
+        store.order_states,
+        [order_state_row(r) for r in rows if r["status"] is not None],
+        ["site_id", "dedup_key", "state_version"],
+    )
     rollups.refresh(conn, events, before)  # the dashboard's counts, in this same transaction
 
 
@@ -259,6 +265,18 @@ def _conversion_row(
         "occurred_at": c.occurred_at,
         "received_at": event.received_at,
         "updated_at": event.received_at,
+    }
+
+
+def order_state_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``order_states`` row of an order's ``conversions`` row: this reported state."""
+    return {
+        "site_id": row["site_id"],
+        "dedup_key": row["dedup_key"],
+        "state_version": row["state_version"],
+        "status": row["status"],
+        "refunded": row["refunded"],
+        "received_at": row["received_at"],
     }
 
 
