@@ -61,6 +61,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -487,9 +488,9 @@ def _conversion_facts(conn: Any, site_id: str, keys: list[str]) -> list[Any]:
                 *(credited.c[d].label(f"t_{d}") for d in TOUCH_DIMENSIONS),
             )
             .select_from(joined)
-            .where(c.c.site_id == site_id, c.c.dedup_key.in_(keys[i : i + _KEY_CHUNK]))
+            .where(c.c.site_id == site_id, c.c.dedup_key.in_(bindparam("keys", expanding=True)))
         )
-        out.extend(conn.execute(query))
+        out.extend(conn.execute(query, {"keys": keys[i : i + _KEY_CHUNK]}))
     return out
 
 
@@ -502,8 +503,8 @@ def _session_facts(conn: Any, site_id: str, ids: list[str]) -> list[Any]:
             s.c.bot,
             s.c.click_id,
             *(s.c[d].label(f"t_{d}") for d in TOUCH_DIMENSIONS),
-        ).where(s.c.site_id == site_id, s.c.session_id.in_(ids[i : i + _KEY_CHUNK]))
-        out.extend(conn.execute(query))
+        ).where(s.c.site_id == site_id, s.c.session_id.in_(bindparam("ids", expanding=True)))
+        out.extend(conn.execute(query, {"ids": ids[i : i + _KEY_CHUNK]}))
     return out
 
 
@@ -522,11 +523,13 @@ def _batch_keys(events: list[Event]) -> tuple[dict[str, set[str]], dict[str, set
         if isinstance(event.body, Session):
             sessions.setdefault(event.site, set()).add(event.body.session_id)
         elif isinstance(event.body, Conversion):
-            # A conversion of a customer erased before it arrived is stored under its
-            # erased key (store.erased_conversion_fields): look for both.
-            keys.setdefault(event.site, set()).update(
-                (event.body.dedup_key, store.erased_dedup_key(event.site, event.body.dedup_key))
-            )
+            site_keys = keys.setdefault(event.site, set())
+            site_keys.add(event.body.dedup_key)
+            if event.body.customer_id:
+                # A conversion of a customer erased before it arrived is stored under its
+                # erased key (store.erased_conversion_fields): look for both. Only one
+                # with a customer can be erased.
+                site_keys.add(store.erased_dedup_key(event.site, event.body.dedup_key))
     return sessions, keys
 
 
@@ -538,7 +541,10 @@ def _present(conn: Any, site_id: str, values: set[str]) -> set[str]:
         chunk = ordered[i : i + _KEY_CHUNK]
         found.update(
             conn.execute(
-                select(s.c.session_id).where(s.c.site_id == site_id, s.c.session_id.in_(chunk))
+                select(s.c.session_id).where(
+                    s.c.site_id == site_id, s.c.session_id.in_(bindparam("ids", expanding=True))
+                ),
+                {"ids": chunk},
             ).scalars()
         )
     return found
