@@ -290,3 +290,15 @@ def test_percent_decoded_control_characters_never_reach_the_touch():
         "https://shop.example/?utm_source=news&utm_campaign=%00evil%0A&gclid=a%01bc", None, SHOP
     )
     assert (touch.campaign, touch.click_id_value) == ("evil", "abc")
+
+
+def test_values_stay_within_their_byte_bounds_after_lower_casing():
+    # Found by an outside review: utm_medium is lower-cased after it is cut to 255 bytes,
+    # and "İ" (2 bytes) lower-cases to "i̇" (3 bytes), so a medium of 381 bytes was kept
+    # where MAX_VALUE promises 255 (the bound the rollups' index keys are sized by).
+    tall = "İ" * 200
+    t = parse(f"https://shop.example/?utm_source={tall}&utm_medium={tall}", None, SHOP)
+    for name, value in t.columns().items():
+        limit = 1000 if name == "landing_page" else 255
+        assert value is None or len(value.encode()) <= limit, name
+    assert t.medium == "i̇" * 85  # whole characters, lower-cased

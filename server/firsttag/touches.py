@@ -180,7 +180,8 @@ def parse(
     return Touch(
         channel=channel,
         source=_clip(source) if source else None,
-        medium=medium,
+        # Cut again: lower-casing can lengthen a value ("İ", 2 bytes, becomes 3).
+        medium=_clip(medium) if medium else None,
         campaign=utm["campaign"],
         term=utm["term"],
         content=utm["content"],
