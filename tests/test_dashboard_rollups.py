@@ -46,7 +46,15 @@ def _landing(n: int) -> str:
     return f"https://shop.example/p{n % 4}?{tags}"
 
 
-def order(site_id: str, order_id: str, minute: int, version: str, status: str, refunded: int):
+def order(
+    site_id: str,
+    order_id: str,
+    minute: int,
+    version: str,
+    status: str,
+    refunded: int,
+    value: int = 10_000,
+):
     data = {
         "dedupKey": f"order:{order_id}",
         "kind": "sale",
@@ -54,7 +62,7 @@ def order(site_id: str, order_id: str, minute: int, version: str, status: str, r
         "name": "Order",
         "orderId": order_id,
         "visitorId": "v0001",
-        "value": 10_000,
+        "value": value,
         "refunded": refunded,
         "currency": "EUR",
         "status": status,
@@ -307,3 +315,28 @@ def test_the_longest_touch_values_in_any_script_are_stored_and_counted(
             )
         ).scalars().all()
     assert len(pages) == 1 and pages[0].startswith("/"), pages
+
+
+def test_an_update_refunding_more_than_the_orders_value_refunds_its_value(
+    config, engine, site, worker
+):
+    # The stored order keeps its first value (100.00 EUR); an update that reports a bigger
+    # total and refunds all of it must not leave the revenue negative.
+    big = order(site.id, "R", 5, "0002", "refunded", 33_554_439, value=33_554_439)
+    drain(config, [order(site.id, "R", 5, "0001", "completed", 0)])
+    drain(config, [big])
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(store.conversions.c.value, store.conversions.c.refunded).where(
+                store.conversions.c.order_id == "R"
+            )
+        ).one()
+        assert tuple(row) == (10_000, 10_000)
+        assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
+        t = store.conversion_days
+        net = conn.execute(
+            select(func.sum(t.c.value_high * rollups.SPLIT + t.c.value_low)).where(
+                t.c.site_id == site.id
+            )
+        ).scalar_one()
+    assert int(net) == 0

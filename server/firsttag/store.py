@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     create_engine,
     event,
     false,
@@ -579,7 +580,12 @@ def upsert_order(conn: Any, row: dict[str, Any]) -> None:
         index_elements=["site_id", "dedup_key"],
         set_={
             "status": stmt.excluded.status,
-            "refunded": stmt.excluded.refunded,
+            # An order keeps its first value, so a refund is capped at it: an update that
+            # reports a bigger total and refunds it all must not make revenue negative.
+            "refunded": case(
+                (stmt.excluded.refunded > conversions.c.value, conversions.c.value),
+                else_=stmt.excluded.refunded,
+            ),
             "state_version": stmt.excluded.state_version,
             "updated_at": stmt.excluded.updated_at,
         },
