@@ -22,6 +22,7 @@ is kept alive, and then retries it as it was.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -236,6 +237,19 @@ class Drainer:
         as ``go_on()`` says so (always, when None); then :class:`StoreUnavailable` is
         raised and nothing of the batch has been lost (it is still in the buffer).
         """
+        # A batch allocates tens of thousands of short-lived objects, none in cycles worth
+        # chasing while it runs: the cyclic collector's passes over them were a fifth of
+        # the drain's CPU (bench/profile_drain.py: 38 -> 30 us per event). It runs again
+        # between batches; a batch's memory is bounded by FIRSTTAG_BATCH_SIZE.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._write_batch(raw, go_on)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _write_batch(self, raw: list[bytes], go_on: Any) -> list[Failure]:
         failures: list[Failure] = []
         events: list[tuple[bytes, Event]] = []
         for item in raw:
