@@ -98,7 +98,9 @@ def test_sandboxed_iframe_without_storage_or_cookies(browser, firsttag, shop):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(shop.url + "/p/outer")
-    frame = wait_until(lambda: len(page.frames) > 1 and page.frames[1], 10, "the iframe")
+    frame = wait_until(
+        lambda: pumped(page) and len(page.frames) > 1 and page.frames[1], 10, "the iframe"
+    )
     ident = wait_until(
         lambda: frame.evaluate("window.firsttag && firsttag.getIdentity()"),
         10,
@@ -195,7 +197,7 @@ def test_calls_before_the_async_tag_has_loaded_are_queued_and_replayed(browser, 
         lambda r: r.url.endswith("/api/v1/beacon") and sent.append(json.loads(r.post_data)["name"]),
     )
     page.goto(shop.url + "/p/stub", wait_until="domcontentloaded")
-    wait_until(lambda: held, 10, "the tag request")
+    wait_until(lambda: pumped(page) and held, 10, "the tag request")
     # The inline calls ran before the tag: no ReferenceError, queued, nothing sent yet.
     assert errors == [] and sent == []
     assert page.evaluate("[window.early, firsttag.q.length, typeof firsttag.getIdentity]") == [
