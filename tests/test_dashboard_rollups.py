@@ -12,6 +12,7 @@ from firsttag import store
 from firsttag.analytics import overview, rollups
 from firsttag.analytics.periods import resolve
 from firsttag.events.buffer import BUFFER_KEY, LEASE_KEY, EventBuffer
+from firsttag.events.deadletters import DEAD_LETTER_KEY
 from firsttag.sites import update_settings
 from redis import Redis
 from sqlalchemy import func, select
@@ -340,3 +341,38 @@ def test_an_update_refunding_more_than_the_orders_value_refunds_its_value(
             )
         ).scalar_one()
     assert int(net) == 0
+
+
+def test_a_customer_erased_twice_after_coming_back_is_erased_both_times(
+    config, engine, site, worker
+):
+    # u1 signs up, is erased, signs up again with the same lead event, and is erased again:
+    # both leads end anonymised under distinct keys (the second erasure used to collide
+    # with the first's key, fail, and be dead-lettered, leaving the person's data).
+    def lead(minute: int):
+        data = {
+            "dedupKey": 'lead:["u1","Sign Up"]',
+            "kind": "lead",
+            "source": "track",
+            "name": "Sign Up",
+            "customerId": "u1",
+            "visitorId": "v1",
+            "occurredAt": at(minute),
+        }
+        return event("conversion", site.id, at(minute), data)
+
+    erase = event("erasure", site.id, at(2), {"externalId": "u1"})
+    erase_again = event("erasure", site.id, at(4), {"externalId": "u1"})
+    drain(config, [lead(1)])
+    drain(config, [erase])
+    drain(config, [lead(3)])
+    drain(config, [erase_again])
+    c = store.conversions
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.c.dedup_key, c.c.customer_id).where(c.c.site_id == site.id)
+        ).all()
+        assert rollups.stored(conn, site.id) == rollups.recount(conn, site.id)
+    assert len(rows) == 2
+    assert all(key.startswith("erased:") and who is None for key, who in rows)
+    assert Redis.from_url(config.redis_url).xlen(DEAD_LETTER_KEY) == 0

@@ -522,6 +522,13 @@ def erase_customer(conn: Any, site_id: str, external_id: str, erased_at: str) ->
     ).mappings()
     for row in list(owned):
         erased = erased_conversion_fields(site_id, row)
+        # The person came back after an earlier erasure and sent the same event again: its
+        # erased key is taken by the first one. Chain the digest until it is free (the
+        # same chain every time, so a second erasure stays harmless).
+        while conn.execute(
+            select(c.c.id).where(c.c.site_id == site_id, c.c.dedup_key == erased["dedup_key"])
+        ).first():
+            erased["dedup_key"] = erased_dedup_key(site_id, erased["dedup_key"])
         conn.execute(c.update().where(c.c.id == row["id"]).values(**erased))
         # An order's history follows its renamed key (it holds no personal data).
         o = order_states
