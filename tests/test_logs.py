@@ -72,12 +72,28 @@ def test_requests_and_batches_are_logged_as_json_without_any_key(
                 out.append(json.loads(raw))
         return out
 
-    wait_until(
-        lambda: any(line.get("msg") == "drain batch" for line in lines()), 30, "a batch line"
-    )
+    def paths_logged(logged: list[dict]) -> set[tuple]:
+        return {
+            (line["method"], line["path"], line["status"])
+            for line in logged
+            if line.get("msg") == "request"
+        }
+
+    def complete() -> bool:
+        logged = lines()
+        paths = paths_logged(logged)
+        return (
+            any(line.get("msg") == "drain batch" for line in logged)
+            and ("GET", f"/sites/{site.id}/install", 200) in paths
+            and any(p[:2] == ("GET", "/api/v1/sessions/<session_key>") for p in paths)
+        )
+
+    # Each process writes its info lines in batches (logs.BatchedLineHandler, every 0.1 s,
+    # each web process on its own): wait for the requests' lines, not only the batch line.
+    wait_until(complete, 30, "the batch line and the requests' lines")
     logged = lines()
     requests_logged = [line for line in logged if line.get("msg") == "request"]
-    paths = {(line["method"], line["path"], line["status"]) for line in requests_logged}
+    paths = paths_logged(logged)
     assert ("POST", "/api/webhooks/orders", 200) in paths
     assert ("POST", "/api/webhooks/orders", 401) in paths
     assert ("GET", f"/sites/{site.id}/install", 200) in paths
