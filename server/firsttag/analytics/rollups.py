@@ -128,9 +128,12 @@ def zone_offsets(zone: str, until_year: int) -> tuple[tuple[str, int], ...]:
 
 
 def local_day(timestamp: str, zone: str) -> str:
-    """The local date (``YYYY-MM-DD``) in ``zone`` of a store timestamp."""
-    moment = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return moment.astimezone(ZoneInfo(zone)).date().isoformat()
+    """The local date (``YYYY-MM-DD``) in ``zone`` of a store timestamp.
+
+    From the same offsets as :func:`local_day_sql`, so the worker's deltas and the SQL
+    recount put a row on the same day.
+    """
+    return _shifted_day(timestamp, zone_offsets(zone, datetime.now(UTC).year + 1))
 
 
 def local_day_sql(dialect: str, column: Any, zone: str) -> Any:
