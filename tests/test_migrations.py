@@ -42,6 +42,17 @@ def database_url(tmp_path):
     return url
 
 
+def _add_site(conn) -> None:
+    """Site st_1 (UTC, default settings) as an older release stored it."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO sites (id, name, site_key, secret_hash, origins, settings, "
+            "created_at) VALUES ('st_1', 'Shop', 'pk_1', 'h', "
+            "'[\"https://shop.example\"]', '{}', '2026-11-01T00:00:00.000000Z')"
+        )
+    )
+
+
 def _rows(engine, table):
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar()  # noqa: S608
@@ -195,13 +206,7 @@ def test_upgrading_to_touches_classifies_the_visits_and_counts_the_rollups_alrea
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         command.upgrade(store._alembic_config(conn), "0003")
-        conn.execute(
-            sa.text(
-                "INSERT INTO sites (id, name, site_key, secret_hash, origins, settings, "
-                "created_at) VALUES ('st_1', 'Shop', 'pk_1', 'h', "
-                "'[\"https://shop.example\"]', '{}', '2026-11-01T00:00:00.000000Z')"
-            )
-        )
+        _add_site(conn)
         conn.execute(
             sa.text(
                 "INSERT INTO sessions (site_id, session_id, visitor_id, url, referrer, "
@@ -249,13 +254,7 @@ def test_upgrading_to_daily_rollups_cuts_touch_values_too_long_to_key_a_rollup(d
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         command.upgrade(store._alembic_config(conn), "0006")
-        conn.execute(
-            sa.text(
-                "INSERT INTO sites (id, name, site_key, secret_hash, origins, settings, "
-                "created_at) VALUES ('st_1', 'Shop', 'pk_1', 'h', "
-                "'[\"https://shop.example\"]', '{}', '2026-11-01T00:00:00.000000Z')"
-            )
-        )
+        _add_site(conn)
         conn.execute(
             sa.text(
                 "INSERT INTO sessions (site_id, session_id, visitor_id, url, user_agent, bot, "
