@@ -172,3 +172,45 @@ def test_a_warning_is_written_at_once_with_the_lines_before_it():
     handler.flush()  # as logging.shutdown does at exit
     assert json.loads(stream.writes[-1].splitlines()[-1])["msg"] == "last"
     handler.close()
+
+
+def test_a_per_request_line_is_the_line_logging_would_print():
+    import logging
+
+    from firsttag.logs import info_line
+
+    stream = _Pipe()
+    logger, handler = _batched_logger("firsttag.test.direct", stream, interval=3600)
+    fields = {"method": "POST", "path": "/api/v1/beacon", "status": 202, "site": "é"}
+    logger.info("request", extra={"fields": fields})
+    info_line(logger, "request", fields)  # type: ignore[arg-type]
+    handler.flush()
+    through_logging, direct = (json.loads(line) for line in stream.writes[-1].splitlines())
+    assert through_logging.pop("time") and direct.pop("time")
+    assert (
+        direct
+        == through_logging
+        == {
+            "level": "info",
+            "logger": "firsttag.test.direct",
+            "msg": "request",
+            **fields,
+        }
+    )
+    logger.setLevel("WARNING")  # type: ignore[attr-defined]
+    info_line(logger, "request", fields)  # type: ignore[arg-type]
+    handler.flush()
+    assert len([line for w in stream.writes for line in w.splitlines()]) == 2
+    handler.close()
+    logging.getLogger("firsttag.test.direct").handlers.clear()
+
+
+def test_a_per_request_line_reaches_any_other_handler_through_logging(caplog):
+    import logging
+
+    from firsttag.logs import info_line
+
+    with caplog.at_level(logging.INFO, logger="firsttag.test.plain"):
+        info_line(logging.getLogger("firsttag.test.plain"), "request", {"status": 202})
+    [record] = caplog.records
+    assert record.getMessage() == "request" and record.fields == {"status": 202}  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
-from firsttag import metrics
+from firsttag import logs, metrics
 from firsttag.events.readiness import snapshot
 from firsttag.web.context import services
 from firsttag.web.errors import APIError
@@ -97,16 +97,15 @@ class RequestObserver:
             histogram = self._histograms[endpoint] = metrics.LATENCY.labels(endpoint)
         histogram.observe(seconds)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
+            logs.info_line(
+                access_log,
                 "request",
-                extra={
-                    "fields": {
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "durationMs": round(seconds * 1000, 3),
-                        "site": site,
-                    }
+                {
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "durationMs": round(seconds * 1000, 3),
+                    "site": site,
                 },
             )
 
