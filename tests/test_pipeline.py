@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from firsttag import store, wire
 from firsttag.events import deadletters
@@ -75,6 +76,35 @@ def test_a_batch_committed_but_not_trimmed_is_written_once(config, engine, site)
     assert drainer.run("next-token") == 10
     assert count(engine) == 10
     assert redis.llen(BUFFER_KEY) == 0 and not redis.exists(LEASE_KEY)
+
+
+def lranges(redis: Redis) -> int:
+    """How many LRANGE commands Redis has run (the drainer's reads of the buffer)."""
+    return int(redis.info("commandstats").get("cmdstat_lrange", {}).get("calls", 0))
+
+
+def test_a_lingering_drainer_takes_what_arrives_meanwhile_then_lets_go(config, engine, site):
+    """Caught up, the drain waits between reads instead of ending: one job, both bursts."""
+    redis = Redis.from_url(config.redis_url)
+    buffer = EventBuffer(redis, config.queue_name)
+    for n in range(5):
+        buffer.push(event(*conversion(site.id, n)))
+    redis.delete(LEASE_KEY, f"rq:queue:{config.queue_name}")  # no worker here: we drain
+    drainer = Drainer(redis, engine, batch_size=1000, linger_s=0.3)
+    done: list[int] = []
+    reads_before = lranges(redis)
+    thread = threading.Thread(target=lambda: done.append(drainer.run("lingering")))
+    thread.start()
+    wait_until(lambda: count(engine) == 5, 30, "the first burst stored")
+    # Its second read, after the first batch and a linger, found the buffer empty.
+    wait_until(lambda: lranges(redis) >= reads_before + 2, 30, "a read of the empty buffer")
+    for n in range(5, 10):  # the lease is still held: these schedule no new job
+        buffer.push(event(*conversion(site.id, n)))
+    wait_until(lambda: count(engine) == 10, 30, "the second burst stored by the same drain")
+    thread.join(60)
+    assert done == [10]
+    assert redis.llen(BUFFER_KEY) == 0 and not redis.exists(LEASE_KEY)
+    assert redis.llen(f"rq:queue:{config.queue_name}") == 0
 
 
 def test_a_drainer_that_lost_its_lease_does_not_trim(config, engine, site):

@@ -17,6 +17,10 @@ variable                       default
                                ``sites create`` print; never taken from a request's Host
 ``FIRSTTAG_MAX_BODY_BYTES``    ``65536``
 ``FIRSTTAG_BATCH_SIZE``        ``1000`` events per database transaction
+``FIRSTTAG_DRAIN_LINGER_MS``   ``100``: once the worker has caught up, it waits this long
+                               between batches, so that events arriving meanwhile share
+                               one transaction (adds at most this to accepted -> stored);
+                               it lets go of the buffer after 10 such empty waits
 ``FIRSTTAG_MAX_BACKLOG``       ``2000000`` waiting events before writes answer 429
 ``FIRSTTAG_MAX_SITE_BACKLOG_BYTES``  ``67108864`` (64 MiB) waiting bytes of one site before
                                that site's writes answer 429 (other sites go on)
@@ -94,6 +98,7 @@ class Config:
     public_url: str = DEFAULT_PUBLIC_URL
     max_body_bytes: int = 64 * 1024
     batch_size: int = 1000
+    drain_linger_ms: int = 100
     max_backlog: int = 2_000_000
     max_site_backlog_bytes: int = 64 * 1024 * 1024
     max_backlog_bytes: int = 512 * 1024 * 1024
@@ -131,6 +136,7 @@ class Config:
             public_url=public_url(env.get("FIRSTTAG_PUBLIC_URL") or DEFAULT_PUBLIC_URL),
             max_body_bytes=_int(env, "FIRSTTAG_MAX_BODY_BYTES", 64 * 1024),
             batch_size=_int(env, "FIRSTTAG_BATCH_SIZE", 1000),
+            drain_linger_ms=_int(env, "FIRSTTAG_DRAIN_LINGER_MS", 100),
             max_backlog=_int(env, "FIRSTTAG_MAX_BACKLOG", 2_000_000),
             max_site_backlog_bytes=_int(env, "FIRSTTAG_MAX_SITE_BACKLOG_BYTES", 64 * 1024 * 1024),
             max_backlog_bytes=_int(env, "FIRSTTAG_MAX_BACKLOG_BYTES", 512 * 1024 * 1024),
