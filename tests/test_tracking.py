@@ -109,6 +109,17 @@ def add_session(
         )
 
 
+def earlier_today() -> timedelta:
+    """How long ago a past visit can be and still fall on today (UTC): up to an hour.
+
+    The daily series of these tests are read for today; a visit an hour ago would be
+    yesterday's between 00:00 and 01:00 UTC.
+    """
+    now = datetime.now(UTC)
+    since_midnight = now - now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return min(timedelta(hours=1), since_midnight / 2)
+
+
 def revenue(backend: Backend, currency: str = "EUR") -> int:
     return backend.funnel()["revenue"].get(currency, 0)
 
@@ -547,8 +558,8 @@ def test_curl_order_webhook(backend, worker):
 
 
 def test_funnel_and_timeseries(backend, site, engine, worker):
-    add_session(engine, site.id, "f" * 32, "f1" * 16, "clk_f1", timedelta(hours=1))
-    add_session(engine, site.id, "g" * 32, "g1" * 16, "clk_f2", timedelta(hours=1))
+    add_session(engine, site.id, "f" * 32, "f1" * 16, "clk_f1", earlier_today())
+    add_session(engine, site.id, "g" * 32, "g1" * 16, "clk_f2", earlier_today())
     backend.post(
         "/api/v1/track/lead",
         {"clickId": "clk_f1", "eventName": "Sign Up", "customerExternalId": "fa"},
@@ -635,8 +646,8 @@ def test_analytics_dates_out_of_range_are_a_400_not_a_crash(backend):
 def test_bot_clicks_can_be_left_out_of_the_counts(backend, site, engine):
     from sqlalchemy import update
 
-    add_session(engine, site.id, "h" * 32, "h1" * 16, "clk_human", timedelta(hours=1))
-    add_session(engine, site.id, "r" * 32, "r1" * 16, "clk_robot", timedelta(hours=1))
+    add_session(engine, site.id, "h" * 32, "h1" * 16, "clk_human", earlier_today())
+    add_session(engine, site.id, "r" * 32, "r1" * 16, "clk_robot", earlier_today())
     with engine.begin() as conn:
         conn.execute(
             update(store.sessions).where(store.sessions.c.click_id == "clk_robot").values(bot=True)
