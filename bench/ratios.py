@@ -16,8 +16,8 @@ prints each figure beside its ceiling and the ratio:
 * ``POST /api/v1/beacon`` with unique IDs vs the bare POST (0 non-2xx expected);
 * ``GET /t/<id>.js`` vs the bare GET of the same bytes, and vs nginx; and the 304 path;
 * accepted → stored latency: a probe beacon every 100 ms during the beacon load, timed
-  from its 2xx until its row is readable in the store (p50, p99), and the backlog at the
-  end of the load;
+  from its 2xx until its row is readable in the store (p50, p99); the backlog at the end
+  of the load, and its largest sample in each half of the load (flat, or growing);
 * CPU-seconds per request of the web processes (from ``/proc``), the steering figure on a
   noisy shared machine, and of the worker and Redis;
 * the worker alone: ``--drain-events`` events pushed into a fresh buffer, drained by one
@@ -389,11 +389,20 @@ def wrk(
 
 
 class Probes:
-    """A beacon every 100 ms during the load; the time from its 2xx until it is stored."""
+    """A beacon every 100 ms during the load; the time from its 2xx until it is stored.
 
-    def __init__(self, base: str, site_key: str, site_id: str, database_url: str, tag: str):
+    Each probe also samples the backlog (events waiting in Redis), so that a report can
+    show whether it stayed flat during the load or grew.
+    """
+
+    def __init__(
+        self, base: str, site_key: str, site_id: str, database_url: str, tag: str, redis: Redis
+    ):
         self.base, self.site_key, self.site_id, self.tag = base, site_key, site_id, tag
         self.engine = create_engine(database_url)
+        self.redis = redis
+        #: Backlog samples of each load (each ``during`` block), in order.
+        self.backlogs: list[list[int]] = []
         self.accepted: dict[str, float] = {}
         self.stored: dict[str, float] = {}
         self.failed = 0
@@ -405,6 +414,7 @@ class Probes:
         """Send probes while the block runs; poll the store until they are in (≤ 60 s)."""
         self._stop.clear()
         self._done.clear()
+        self.backlogs.append([])
         sender = threading.Thread(target=self._send, daemon=True)
         poller = threading.Thread(target=self._poll, daemon=True)
         sender.start()
@@ -442,6 +452,8 @@ class Probes:
                 self.accepted[f"browser:{probe_id}"] = time.monotonic()
             else:
                 self.failed += 1
+            with contextlib.suppress(Exception):
+                self.backlogs[-1].append(int(self.redis.llen(BUFFER_KEY)))
 
     def _poll(self) -> None:
         query = text("SELECT dedup_key FROM conversions WHERE site_id = :site AND dedup_key = :key")
@@ -457,6 +469,14 @@ class Probes:
     def latencies(self) -> list[float]:
         """Seconds from 2xx to readable, per probe stored."""
         return sorted(self.stored[k] - self.accepted[k] for k in self.stored)
+
+
+def _halves(samples: list[int]) -> str:
+    """The largest backlog sample of each half of a load: "1,204 / 1,187" when flat."""
+    if not samples:
+        return "?"
+    middle = len(samples) // 2
+    return f"{max(samples[:middle] or [0]):,} / {max(samples[middle:]):,}"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -651,6 +671,7 @@ def main() -> None:
                         fsite["id"],
                         f"sqlite:///{data / 'firsttag.db'}",
                         fsync[0],
+                        Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}"),
                     ),
                 )
                 probe.tag = f"{fsync[0]}{rnd}"
@@ -761,9 +782,9 @@ def report(
     print()
     print(
         "| accepted → stored (probe beacon every 100 ms during the load) | p50 | p99 | probes "
-        "| backlog at end of each round |"
+        "| backlog at end of each round | most waiting, 1st / 2nd half of each round |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for fsync in fsyncs:
         key = f"beacon {fsync}"
         lat = probes[key].latencies()
@@ -772,7 +793,8 @@ def report(
             f"| appendfsync {fsync} | {percentile(lat, 50):.2f} s | {percentile(lat, 99):.2f} s "
             f"| {len(lat)} stored of {len(probes[key].accepted)} accepted"
             f"{f', {lost} NOT STORED' if lost else ''} | "
-            f"{', '.join(str(b) for b in backlog[key])} events |"
+            f"{', '.join(str(b) for b in backlog[key])} events | "
+            f"{', '.join(_halves(b) for b in probes[key].backlogs)} |"
         )
     print()
     print("| CPU per request (ms, from /proc) | web | worker | redis |")
