@@ -479,6 +479,16 @@ def _halves(samples: list[int]) -> str:
     return f"{max(samples[:middle] or [0]):,} / {max(samples[middle:]):,}"
 
 
+def database_server_pids(database_url: str) -> list[int]:
+    """The ``postgres`` processes of this machine when ``database_url`` is a local one."""
+    if not database_url.startswith("postgresql") or not re.search(
+        r"@(127\.0\.0\.1|localhost)[:/]", database_url
+    ):
+        return []
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 def percentile(values: list[float], p: float) -> float:
     """The ``p``-th percentile (nearest rank) of sorted ``values``; NaN when empty."""
     if not values:
@@ -505,11 +515,16 @@ def create_site(env: dict[str, str], data: Path | None = None) -> dict[str, str]
     return json.loads(out.stdout)
 
 
-def drain_alone(work: Path, database_url: str, events: int, label: str) -> tuple[float, float]:
-    """Events/s and worker CPU-ms per event of one ``firsttag worker`` draining ``events``.
+def drain_alone(
+    work: Path, database_url: str, events: int, label: str
+) -> tuple[float, float, float | None]:
+    """Events/s, and CPU-ms per event of one ``firsttag worker`` draining ``events`` and of
+    the database server (PostgreSQL on this machine; None for SQLite, which is the worker).
 
     A fresh embedded Redis (fsync always) is filled with buffered beacons first, then one
     worker is started and timed until the buffer is empty and every row is in the store.
+    The server's figure counts every ``postgres`` process here, so other clients of the
+    same server during the run would count too.
     """
     data = work / f"drain-{label}"
     data.mkdir()
@@ -563,17 +578,32 @@ def drain_alone(work: Path, database_url: str, events: int, label: str) -> tuple
             60,
             "the worker",
         )
+        local_server = bool(database_server_pids(database_url))
         cpu0 = cpu_seconds(descendants(worker.pid))
+        # Per process: the drain's connections may be backends that start during the run.
+        server0 = {pid: cpu_seconds([pid]) for pid in database_server_pids(database_url)}
         start = time.monotonic()
         EventBuffer(redis, "firsttag").kick()
         wait_for(lambda: redis.llen(BUFFER_KEY) == 0, 300, "the drain")
         elapsed = time.monotonic() - start
         cpu = cpu_seconds(descendants(worker.pid)) - cpu0
+        server_cpu = (
+            sum(
+                cpu_seconds([pid]) - server0.get(pid, 0.0)
+                for pid in database_server_pids(database_url)
+            )
+            if local_server
+            else None
+        )
         count = stored()
         if count != events:
             print(f"   !! {label}: {count} rows stored for {events} events")
         engine.dispose()
-        return events / elapsed, 1000 * cpu / events
+        return (
+            events / elapsed,
+            1000 * cpu / events,
+            None if server_cpu is None else 1000 * server_cpu / events,
+        )
     finally:
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)
@@ -618,7 +648,7 @@ def main() -> None:
         help="PostgreSQL URL for the worker-alone drain (default $FIRSTTAG_TEST_DATABASE_URL; "
         "empty: skip)",
     )
-    parser.add_argument("--skip", default="", help="comma list of: tag, drain")
+    parser.add_argument("--skip", default="", help="comma list of: beacon, tag, drain")
     opts = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -654,34 +684,34 @@ def main() -> None:
         sec = opts.seconds
         for rnd in range(opts.rounds):
             print(f"== round {rnd + 1}/{opts.rounds}", flush=True)
-            results.setdefault("bare POST", []).append(
-                wrk(bare, bare.base, sec, script, [f"b{rnd}"])
-            )
-            for fsync, server, fsite, data in firsttags:
-                key = f"beacon {fsync}"
-                fscript = work / f"beacon-{fsync}.lua"
-                fscript.write_text(
-                    BEACON_LUA.replace("SITE_KEY", fsite["siteKey"]).replace("VISITOR", "v" * 32)
+            if "beacon" not in skip:
+                results.setdefault("bare POST", []).append(
+                    wrk(bare, bare.base, sec, script, [f"b{rnd}"])
                 )
-                probe = probes.setdefault(
-                    key,
-                    Probes(
-                        server.base,
-                        fsite["siteKey"],
-                        fsite["id"],
-                        f"sqlite:///{data / 'firsttag.db'}",
-                        fsync[0],
-                        Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}"),
-                    ),
-                )
-                probe.tag = f"{fsync[0]}{rnd}"
-                with probe.during():
-                    results.setdefault(key, []).append(
-                        wrk(server, server.base, sec, fscript, [f"r{rnd}"])
+                for fsync, server, fsite, data in firsttags:
+                    key = f"beacon {fsync}"
+                    fscript = work / f"beacon-{fsync}.lua"
+                    lua = BEACON_LUA.replace("SITE_KEY", fsite["siteKey"])
+                    fscript.write_text(lua.replace("VISITOR", "v" * 32))
+                    probe = probes.setdefault(
+                        key,
+                        Probes(
+                            server.base,
+                            fsite["siteKey"],
+                            fsite["id"],
+                            f"sqlite:///{data / 'firsttag.db'}",
+                            fsync[0],
+                            Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}"),
+                        ),
                     )
-                    redis = Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}")
-                    backlog.setdefault(key, []).append(int(redis.llen(BUFFER_KEY)))
-                wait_for(lambda r=redis: r.llen(BUFFER_KEY) == 0, 120, "the backlog to drain")
+                    probe.tag = f"{fsync[0]}{rnd}"
+                    with probe.during():
+                        results.setdefault(key, []).append(
+                            wrk(server, server.base, sec, fscript, [f"r{rnd}"])
+                        )
+                        redis = Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}")
+                        backlog.setdefault(key, []).append(int(redis.llen(BUFFER_KEY)))
+                    wait_for(lambda r=redis: r.llen(BUFFER_KEY) == 0, 120, "the backlog to drain")
             if "tag" in skip:
                 continue
             server, tsite = firsttags[0][1], firsttags[0][2]
@@ -697,7 +727,7 @@ def main() -> None:
             server.stop()
         servers.clear()
 
-        drains: dict[str, tuple[float, float]] = {}
+        drains: dict[str, tuple[float, float, float | None]] = {}
         if "drain" not in skip:
             print("== worker alone", flush=True)
             drains["SQLite"] = drain_alone(
@@ -716,7 +746,7 @@ def report(
     results: dict[str, list[Run]],
     probes: dict[str, Probes],
     backlog: dict[str, list[int]],
-    drains: dict[str, tuple[float, float]],
+    drains: dict[str, tuple[float, float, float | None]],
     fsyncs: list[str],
     opts: argparse.Namespace,
     elapsed: float,
@@ -741,7 +771,8 @@ def report(
     print()
     print("| what | firsttag | ceiling | ratio | goal |")
     print("|---|---|---|---|---|")
-    for fsync in fsyncs:
+    beacons = [fsync for fsync in fsyncs if f"beacon {fsync}" in results]
+    for fsync in beacons:
         key = f"beacon {fsync}"
         non2xx = sum(r.non2xx for r in results[key])
         print(
@@ -785,7 +816,7 @@ def report(
         "| backlog at end of each round | most waiting, 1st / 2nd half of each round |"
     )
     print("|---|---|---|---|---|---|")
-    for fsync in fsyncs:
+    for fsync in beacons:
         key = f"beacon {fsync}"
         lat = probes[key].latencies()
         lost = len(probes[key].accepted) - len(lat)
@@ -799,8 +830,9 @@ def report(
     print()
     print("| CPU per request (ms, from /proc) | web | worker | redis |")
     print("|---|---|---|---|")
-    print(f"| bare POST | {cpu('bare POST'):.3f} | | |")
-    for fsync in fsyncs:
+    if "bare POST" in results:
+        print(f"| bare POST | {cpu('bare POST'):.3f} | | |")
+    for fsync in beacons:
         key = f"beacon {fsync}"
         print(
             f"| beacon, appendfsync {fsync} | {cpu(key):.3f} | {cpu(key, 'worker'):.3f} "
@@ -815,11 +847,12 @@ def report(
         print()
         print(
             f"| worker alone, {opts.drain_events:,} buffered beacons | events/s | "
-            "worker CPU per event | goal |"
+            "worker CPU per event | database server CPU per event | goal |"
         )
-        print("|---|---|---|---|")
-        for name, (rate, cpu_ms) in drains.items():
-            print(f"| {name} | {rate:,.0f} | {cpu_ms * 1000:.0f} µs | ≥ 50,000 |")
+        print("|---|---|---|---|---|")
+        for name, (rate, cpu_ms, server_ms) in drains.items():
+            server = "in the worker" if server_ms is None else f"{server_ms * 1000:.0f} µs"
+            print(f"| {name} | {rate:,.0f} | {cpu_ms * 1000:.0f} µs | {server} | ≥ 50,000 |")
 
 
 def platform_line() -> str:
