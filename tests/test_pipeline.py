@@ -107,6 +107,42 @@ def test_a_lingering_drainer_takes_what_arrives_meanwhile_then_lets_go(config, e
     assert redis.llen(f"rq:queue:{config.queue_name}") == 0
 
 
+def test_a_worker_asked_to_stop_hands_over_while_events_keep_coming(config, engine, site, tmp_path):
+    """A warm shutdown ends the lingering drain at once, not when the stream pauses."""
+    redis = Redis.from_url(config.redis_url)
+    buffer = EventBuffer(redis, config.queue_name)
+    first = WorkerProcess(config, tmp_path / "first.log")
+    first.start()
+    sent: list[int] = []
+    streaming = threading.Event()
+    streaming.set()
+    pace = threading.Event()  # never set: its wait spaces the events out
+
+    def stream() -> None:  # a steady stream: the buffer is never empty for long
+        while streaming.is_set():
+            buffer.push(event(*conversion(site.id, len(sent))))
+            sent.append(len(sent))
+            pace.wait(0.005)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    try:
+        wait_until(lambda: count(engine) > 0, 30, "the stream being stored")
+        assert first.process is not None
+        first.process.terminate()  # SIGTERM, as firsttag serve and systemd stop a worker
+        wait_until(lambda: first.process.poll() is not None, 20, "the worker to stop")
+    finally:
+        streaming.clear()
+        sender.join()
+        first.kill()
+    second = WorkerProcess(config, tmp_path / "second.log")
+    second.start()
+    try:
+        wait_until(lambda: count(engine) == len(sent), 30, "every event stored, once")
+    finally:
+        second.stop()
+
+
 def test_a_drainer_that_lost_its_lease_does_not_trim(config, engine, site):
     redis = Redis.from_url(config.redis_url)
     for n in range(5):

@@ -34,6 +34,7 @@ import gc
 import logging
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -65,6 +66,10 @@ log = logging.getLogger(__name__)
 RUNNING_LEASE_MS = 10_000
 #: Empty reads, one linger apart, before a lingering drainer lets go of the lease.
 IDLE_LINGERS = 10
+#: The warm-shutdown flag of the worker running the current drain job (set by
+#: DrainingWorker around each job it runs in its own thread), so that a lingering drain
+#: hands over at a stop request instead of holding the worker until the stream pauses.
+_worker_stopping: ContextVar[threading.Event | None] = ContextVar("worker_stopping", default=None)
 MAX_JOB_SECONDS = 300
 # Waiting for the database: 0.5 s, 1 s, 2 s, … never more than 30 s between tries.
 BACKOFF_FIRST_S = 0.5
@@ -165,6 +170,7 @@ def drain(token: str) -> int:
         _engine(config.database_url),
         config.batch_size,
         linger_s=config.drain_linger_ms / 1000,
+        stopping=_worker_stopping.get(),
     )
     return drainer.run(token)
 
@@ -190,15 +196,23 @@ class Drainer:
 
     ``linger_s`` is how long to wait before the next read once caught up (see the
     module); 0 reads again at once and lets go of the lease at the first empty read.
+    Once ``stopping`` is set (the worker's warm shutdown), the drain hands over after the
+    batch in hand, as at its deadline.
     """
 
     def __init__(
-        self, redis: Redis, engine: Engine, batch_size: int, linger_s: float = 0.0
+        self,
+        redis: Redis,
+        engine: Engine,
+        batch_size: int,
+        linger_s: float = 0.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.redis = redis
         self.engine = engine
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.stopping = stopping or threading.Event()
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._trim = redis.register_script(_TRIM)
@@ -220,10 +234,17 @@ class Drainer:
         written = 0
 
         def go_on() -> bool:
-            return not keeper.lost.is_set() and time.monotonic() < deadline
+            return (
+                not keeper.lost.is_set()
+                and not self.stopping.is_set()
+                and time.monotonic() < deadline
+            )
 
         empty_reads = 0
         while True:
+            if keeper.lost.is_set():  # e.g. during a linger: the buffer is another's now
+                log.warning("drain lease lost; leaving the buffer to its new holder")
+                return written
             raw = self.redis.lrange(BUFFER_KEY, 0, self.batch_size - 1)
             if not raw:
                 empty_reads += 1
@@ -250,8 +271,9 @@ class Drainer:
             if keeper.lost.is_set():
                 log.warning("drain lease lost while waiting for the store")
                 return written
-            if failures is None or time.monotonic() > deadline:
-                # Hand over to a fresh job so no job runs into RQ's timeout.
+            if failures is None or not go_on():
+                # Hand over to a fresh job so no job runs into RQ's timeout, and no
+                # stopping worker waits for the stream to pause.
                 self._release(keys=[LEASE_KEY], args=[token])
                 EventBuffer(self.redis, _queue_name()).kick()
                 return written
@@ -477,6 +499,7 @@ class DrainingWorker(SimpleWorker):
     rq_maintenance_interval_s = 600
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._stopping = threading.Event()
         kwargs.setdefault("maintenance_interval", self.kick_interval_s)
         # The dequeue blocks for worker_ttl - 15 s; keep it short so kicks happen on time.
         kwargs.setdefault("worker_ttl", self.kick_interval_s + 15)
@@ -484,6 +507,19 @@ class DrainingWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self._rq_maintained_at: datetime | None = None
         self._buffer = EventBuffer(self.connection, self.queues[0].name)
+
+    def execute_job(self, job: Any, queue: Any) -> Any:
+        """Run ``job`` here (no fork), with this worker's stop flag visible to the drain."""
+        reset = _worker_stopping.set(self._stopping)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            _worker_stopping.reset(reset)
+
+    def handle_warm_shutdown_request(self) -> None:
+        """SIGTERM/SIGINT: a running drain hands over after its batch; then RQ stops."""
+        self._stopping.set()
+        super().handle_warm_shutdown_request()
 
     def run_maintenance_tasks(self) -> None:
         """Beat, kick a drain; run RQ's registry cleaning at its usual, slower pace."""
