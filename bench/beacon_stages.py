@@ -40,7 +40,6 @@ from firsttag.ops.embedded_redis import EmbeddedRedis  # noqa: E402
 from firsttag.ops.supervisor import blocking_threads  # noqa: E402
 from ratios import (  # noqa: E402
     BEACON_LUA,
-    PYTHON,
     Run,
     Server,
     _popen,
@@ -48,6 +47,7 @@ from ratios import (  # noqa: E402
     create_site,
     descendants,
     free_port,
+    granian_wsgi,
     http_up,
     platform_line,
     start_bare,
@@ -102,25 +102,7 @@ def start_stage(
     """The stage app under granian, as ``firsttag serve`` runs its web processes."""
     (work / "stage_app.py").write_text(STAGE_APP)
     port = free_port()
-    argv = [
-        PYTHON,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(processes),
-        "--no-ws",
-        "--blocking-threads",
-        str(threads),
-        "--log-level",
-        "warning",
-        "stage_app:app",
-    ]
+    argv = granian_wsgi("stage_app:app", port, processes, threads)
     server_env = clean_env(**env, STAGE=stage)
     server_env["PYTHONPATH"] = f"{work}:{server_env['PYTHONPATH']}"
     process = _popen(argv, server_env, work / f"stage-{stage}.log", cwd=work)

@@ -279,11 +279,9 @@ def start_firsttag(
     return server
 
 
-def start_bare(work: Path, tag_file: Path, web_processes: int, web_threads: int) -> Server:
-    """The ceiling app under granian with ``firsttag serve``'s processes and threads."""
-    (work / "bare_app.py").write_text(BARE_APP)
-    port = free_port()
-    argv = [
+def granian_wsgi(app: str, port: int, processes: int, threads: int) -> list[str]:
+    """The command serving WSGI ``app`` (``module:name``) as ``firsttag serve`` serves its own."""
+    return [
         PYTHON,
         "-m",
         "granian",
@@ -294,14 +292,21 @@ def start_bare(work: Path, tag_file: Path, web_processes: int, web_threads: int)
         "--port",
         str(port),
         "--workers",
-        str(web_processes),
+        str(processes),
         "--no-ws",
         "--blocking-threads",
-        str(web_threads),
+        str(threads),
         "--log-level",
         "warning",
-        "bare_app:app",
+        app,
     ]
+
+
+def start_bare(work: Path, tag_file: Path, web_processes: int, web_threads: int) -> Server:
+    """The ceiling app under granian with ``firsttag serve``'s processes and threads."""
+    (work / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    argv = granian_wsgi("bare_app:app", port, web_processes, web_threads)
     env = clean_env(BARE_TAG_FILE=str(tag_file), PYTHONPATH=str(work))
     process = _popen(argv, env, work / "bare.log", cwd=work)
     server = Server("bare Flask", process, f"http://127.0.0.1:{port}")
